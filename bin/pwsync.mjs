@@ -1,0 +1,8 @@
+#!/usr/bin/env node
+// The `pwsync` command. TypeScript sources run through tsx's loader, so no build step stands
+// between `npm install` and a working command.
+import { register } from 'tsx/esm/api';
+
+register();
+const { main } = await import('../cli/main.ts');
+process.exitCode = await main(process.argv);

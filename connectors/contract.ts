@@ -1,0 +1,73 @@
+import type { Logger } from 'pino';
+import type {
+  ExtensionConnection, OperationContext, TargetObject,
+} from '../core/extension.ts';
+import type { Secret } from '../core/secret.ts';
+
+/**
+ * The Connector contract (a management agent). Each capability is its own small interface and
+ * the hub asks "can this connector do X?" with a type guard, never a flag from config.
+ */
+
+/** How the channel to the connected system is protected; `plain` is refused for passwords when
+ *  the connector requires a secure connection. `local` is a file on this host. */
+export type SecurityLevel = 'encrypted' | 'local' | 'plain';
+
+export interface Connector {
+  readonly name: string;
+  readonly kind: string;
+  open(): Promise<void>;
+  close(): Promise<void>;
+  securityLevel(): SecurityLevel;
+  /** Reachability and settings checked against the real system (`pwsync connector test`). */
+  test(): Promise<string>;
+}
+
+/** Objects for joins. */
+export interface ObjectSource {
+  list(): AsyncIterable<TargetObject>;
+  /** Objects whose `attribute` equals `value` (compared case-insensitively when asked). */
+  find(attribute: string, value: string, ignoreCase: boolean): Promise<TargetObject[]>;
+  /** A token that changes whenever the objects may have changed (file: mtime and size). */
+  version(): Promise<string>;
+  /** The attribute names objects can have, to check join rules at start-up. */
+  attributes(): Promise<readonly string[]>;
+}
+
+/** Sets passwords natively (LDAP, AD). */
+export interface NativePasswordSetter {
+  setPassword(object: TargetObject, password: Secret, ctx: OperationContext): Promise<void>;
+  changePassword?(object: TargetObject, oldPassword: Secret, newPassword: Secret, ctx: OperationContext): Promise<void>;
+}
+
+/** Hands a connection to a password extension for a batch (files, DSML, databases). */
+export interface ExtensionHost {
+  /** Opens a connection for one batch; `release` ends it (after the extension's endConnection). */
+  connect(): Promise<{ connection: ExtensionConnection; release(): Promise<void> }>;
+}
+
+export function isObjectSource(c: Connector): c is Connector & ObjectSource {
+  return typeof (c as Partial<ObjectSource>).list === 'function'
+    && typeof (c as Partial<ObjectSource>).find === 'function';
+}
+
+export function isNativePasswordSetter(c: Connector): c is Connector & NativePasswordSetter {
+  return typeof (c as Partial<NativePasswordSetter>).setPassword === 'function';
+}
+
+export function isExtensionHost(c: Connector): c is Connector & ExtensionHost {
+  return typeof (c as Partial<ExtensionHost>).connect === 'function';
+}
+
+export interface ConnectorEnv {
+  readonly log: Logger;
+  resolvePath(p: string): string;
+}
+
+/** One connector kind, registered by name: its connection settings are validated by the config
+ *  schema (config/schema.ts composes each kind's `connection` schema). */
+export interface ConnectorKind<Settings = unknown> {
+  readonly kind: string;
+  readonly description: string;
+  create(name: string, settings: Settings, env: ConnectorEnv): Connector;
+}

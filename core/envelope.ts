@@ -1,0 +1,230 @@
+import {
+  createCipheriv, createDecipheriv, createECDH, createHash, createPrivateKey, createPublicKey,
+  hkdfSync, randomBytes, type KeyObject,
+} from 'node:crypto';
+import { PwsyncError } from './errors.ts';
+import { Secret } from './secret.ts';
+
+/**
+ * The sealed envelope (ARCHITECTURE.md): the one form a password travels in, from the DC hook to
+ * the worker that applies it. Suite 1 uses only what Windows CNG offers (ECDH P-256, HMAC-SHA256
+ * for HKDF, AES-256-GCM) so a filter DLL can produce the same bytes. Everything before the
+ * ciphertext is the associated data: a payload cannot be moved to another account, change or key.
+ *
+ *   "PWSY" | version u8 | suite u8 | pwEnc u8 | keyId[16] | changeId[16] | changeTime u64
+ *   | 7 × (u16 length | UTF-8): domain, sAMAccountName, objectGUID, objectSID, UPN, DN, source host
+ *   | ephemeral public key[65] | nonce[12] | ciphertext | tag[16]
+ */
+export const MAGIC = Buffer.from('PWSY', 'ascii');
+export const VERSION = 1;
+export const SUITE_P256_HKDF_AESGCM = 1;
+export const PW_UTF8 = 1;
+const SALT = Buffer.from('pwsync/v1/ecdh-p256', 'ascii');
+const FIXED_HEAD = 4 + 3 + 16 + 16 + 8;
+const POINT = 65;
+const NONCE = 12;
+const TAG = 16;
+const MAX_FIELD = 1024;
+
+/** Who and what the sealed password belongs to. For a hub's set-operation envelope the same
+ *  fields carry the operation: changeId = operation id, domain = connector name,
+ *  samAccountName = target object id, sourceHost = the hub that sealed it. */
+export interface Binding {
+  changeId: Buffer;
+  changeTime: number;
+  domain: string;
+  samAccountName: string;
+  objectGuid: string;
+  objectSid: string;
+  upn: string;
+  dn: string;
+  sourceHost: string;
+}
+
+const FIELDS = ['domain', 'samAccountName', 'objectGuid', 'objectSid', 'upn', 'dn', 'sourceHost'] as const;
+
+export interface EnvelopeHeader extends Binding {
+  version: number;
+  suite: number;
+  pwEnc: number;
+  keyId: Buffer;
+}
+
+/** A P-256 recipient: the public half everyone may hold, the key id derived from it. */
+export interface RecipientKey {
+  keyId: Buffer;
+  publicPoint: Buffer;
+}
+
+export interface PrivateRecipientKey extends RecipientKey {
+  privateScalar: Buffer;
+}
+
+function envelopeError(message: string, cause?: unknown): PwsyncError {
+  return new PwsyncError(6946, message, { cause });
+}
+
+export function keyIdOf(publicKey: KeyObject): Buffer {
+  const spki = publicKey.export({ type: 'spki', format: 'der' });
+  return createHash('sha256').update(spki).digest().subarray(0, 16);
+}
+
+function pointOf(publicKey: KeyObject): Buffer {
+  const jwk = publicKey.export({ format: 'jwk' });
+  if (jwk.crv !== 'P-256' || !jwk.x || !jwk.y) {
+    throw new PwsyncError(6946, 'the key is not a P-256 (prime256v1) key: generate one with `pwsync keys generate`');
+  }
+  return Buffer.concat([Buffer.from([4]), Buffer.from(jwk.x, 'base64url'), Buffer.from(jwk.y, 'base64url')]);
+}
+
+export function recipientFromPem(pem: string | Buffer): RecipientKey {
+  const key = createPublicKey(pem);
+  return { keyId: keyIdOf(key), publicPoint: pointOf(key) };
+}
+
+export function privateRecipientFromPem(pem: string | Buffer): PrivateRecipientKey {
+  const priv = createPrivateKey(pem);
+  const pub = createPublicKey(priv);
+  const jwk = priv.export({ format: 'jwk' });
+  if (!jwk.d) throw new PwsyncError(6946, 'the private key file holds no P-256 private key');
+  return { keyId: keyIdOf(pub), publicPoint: pointOf(pub), privateScalar: Buffer.from(jwk.d, 'base64url') };
+}
+
+function encodeHeader(b: Binding, keyId: Buffer): Buffer {
+  if (b.changeId.length !== 16) throw new Error('changeId must be 16 bytes');
+  if (!Number.isSafeInteger(b.changeTime) || b.changeTime < 0) throw new Error('changeTime must be ms since the epoch');
+  const head = Buffer.alloc(FIXED_HEAD);
+  MAGIC.copy(head, 0);
+  head[4] = VERSION;
+  head[5] = SUITE_P256_HKDF_AESGCM;
+  head[6] = PW_UTF8;
+  keyId.copy(head, 7);
+  b.changeId.copy(head, 23);
+  head.writeBigUInt64BE(BigInt(b.changeTime), 39);
+  const parts: Buffer[] = [head];
+  for (const f of FIELDS) {
+    const s = Buffer.from(b[f], 'utf8');
+    if (s.length > MAX_FIELD) throw new Error(`${f} is longer than ${MAX_FIELD} bytes`);
+    const len = Buffer.alloc(2);
+    len.writeUInt16BE(s.length);
+    parts.push(len, s);
+  }
+  return Buffer.concat(parts);
+}
+
+/** Reads the header without opening anything: what the hub checks against the message it came in. */
+export function parseHeader(envelope: Buffer): { header: EnvelopeHeader; headerEnd: number } {
+  if (envelope.length < FIXED_HEAD + 14 + POINT + NONCE + TAG) throw envelopeError('sealed password is truncated');
+  if (!envelope.subarray(0, 4).equals(MAGIC)) throw envelopeError('sealed password is not a pwsync envelope (bad magic)');
+  const version = envelope[4]!;
+  const suite = envelope[5]!;
+  const pwEnc = envelope[6]!;
+  if (version !== VERSION) throw envelopeError(`sealed password has envelope version ${version}; this build reads version ${VERSION}`);
+  if (suite !== SUITE_P256_HKDF_AESGCM) throw envelopeError(`sealed password uses suite ${suite}; this build accepts only suite 1 (ECDH-P256 + HKDF-SHA256 + AES-256-GCM)`);
+  if (pwEnc !== PW_UTF8) throw envelopeError(`sealed password has encoding ${pwEnc}; only 1 (UTF-8) is defined`);
+  let at = FIXED_HEAD;
+  const strings: string[] = [];
+  for (const f of FIELDS) {
+    if (at + 2 > envelope.length) throw envelopeError(`sealed password is truncated in field ${f}`);
+    const len = envelope.readUInt16BE(at);
+    at += 2;
+    if (len > MAX_FIELD || at + len > envelope.length) throw envelopeError(`sealed password has a bad length for field ${f}`);
+    strings.push(envelope.toString('utf8', at, at + len));
+    at += len;
+  }
+  if (at + POINT + NONCE + TAG > envelope.length) throw envelopeError('sealed password is truncated after its header');
+  const [domain, samAccountName, objectGuid, objectSid, upn, dn, sourceHost] = strings as [string, string, string, string, string, string, string];
+  return {
+    header: {
+      version, suite, pwEnc,
+      keyId: Buffer.from(envelope.subarray(7, 23)),
+      changeId: Buffer.from(envelope.subarray(23, 39)),
+      changeTime: Number(envelope.readBigUInt64BE(39)),
+      domain, samAccountName, objectGuid, objectSid, upn, dn, sourceHost,
+    },
+    headerEnd: at,
+  };
+}
+
+function deriveKey(shared: Buffer, ephemeralPoint: Buffer, recipientPoint: Buffer): Buffer {
+  return Buffer.from(hkdfSync('sha256', shared, SALT, Buffer.concat([ephemeralPoint, recipientPoint]), 32));
+}
+
+export interface SealOptions {
+  /** Test vectors only: a fixed ephemeral private scalar and nonce make the output deterministic. */
+  ephemeralPrivate?: Buffer;
+  nonce?: Buffer;
+}
+
+export function seal(recipient: RecipientKey, binding: Binding, password: Secret, opts: SealOptions = {}): Buffer {
+  const header = encodeHeader(binding, recipient.keyId);
+  const ecdh = createECDH('prime256v1');
+  if (opts.ephemeralPrivate) ecdh.setPrivateKey(opts.ephemeralPrivate);
+  else ecdh.generateKeys();
+  const ephemeralPoint = ecdh.getPublicKey();
+  const shared = ecdh.computeSecret(recipient.publicPoint);
+  const key = deriveKey(shared, ephemeralPoint, recipient.publicPoint);
+  shared.fill(0);
+  const nonce = opts.nonce ?? randomBytes(NONCE);
+  const aad = Buffer.concat([header, ephemeralPoint, nonce]);
+  const cipher = createCipheriv('aes-256-gcm', key, nonce);
+  cipher.setAAD(aad);
+  const ct = password.use((clear) => Buffer.concat([cipher.update(clear), cipher.final()]));
+  key.fill(0);
+  return Buffer.concat([aad, ct, cipher.getAuthTag()]);
+}
+
+export interface Keyring {
+  /** The keys this process may open with, current and previous (rotation). */
+  get(keyId: Buffer): PrivateRecipientKey | undefined;
+  ids(): string[];
+}
+
+export function keyringOf(keys: PrivateRecipientKey[]): Keyring {
+  const byId = new Map(keys.map((k) => [k.keyId.toString('hex'), k]));
+  return { get: (id) => byId.get(id.toString('hex')), ids: () => [...byId.keys()] };
+}
+
+/** Opens an envelope. Throws a non-retryable 6946 PwsyncError naming what is wrong. */
+export function open(envelope: Buffer, keyring: Keyring): { header: EnvelopeHeader; password: Secret } {
+  const { header, headerEnd } = parseHeader(envelope);
+  const key = keyring.get(header.keyId);
+  if (!key) {
+    throw envelopeError(`sealed for key id ${header.keyId.toString('hex')}, but this process holds only ${keyring.ids().join(', ') || 'no keys'}: the sender uses a wrong or retired public key`);
+  }
+  const ephemeralPoint = envelope.subarray(headerEnd, headerEnd + POINT);
+  const nonce = envelope.subarray(headerEnd + POINT, headerEnd + POINT + NONCE);
+  const ctEnd = envelope.length - TAG;
+  const aad = envelope.subarray(0, headerEnd + POINT + NONCE);
+  let shared: Buffer;
+  try {
+    const ecdh = createECDH('prime256v1');
+    ecdh.setPrivateKey(key.privateScalar);
+    shared = ecdh.computeSecret(ephemeralPoint);
+  } catch (e) {
+    throw envelopeError('sealed password has an invalid ephemeral public key', e);
+  }
+  const aesKey = deriveKey(shared, ephemeralPoint, key.publicPoint);
+  shared.fill(0);
+  const decipher = createDecipheriv('aes-256-gcm', aesKey, nonce);
+  decipher.setAAD(aad);
+  decipher.setAuthTag(envelope.subarray(ctEnd));
+  const clear = decipher.update(envelope.subarray(headerEnd + POINT + NONCE, ctEnd));
+  try {
+    decipher.final();
+  } catch (e) {
+    clear.fill(0);
+    throw envelopeError('sealed password failed authentication: it was altered, or its header (account, change id) was changed after sealing', e);
+  } finally {
+    aesKey.fill(0);
+  }
+  return { header, password: Secret.adopt(clear) };
+}
+
+/** True when the envelope's header names the same change and account as the message around it. */
+export function bindingMismatch(header: Binding, claimed: Binding): string | undefined {
+  if (!header.changeId.equals(claimed.changeId)) return 'change id';
+  if (header.changeTime !== claimed.changeTime) return 'change time';
+  for (const f of FIELDS) if (header[f] !== claimed[f]) return f;
+  return undefined;
+}

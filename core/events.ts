@@ -1,0 +1,105 @@
+/**
+ * The event catalogue. 6919–6928 keep the meaning they have in the reference product (MIIS 2003
+ * password synchronization); 6940 and up are pwsync's own. `retryable` is what the dispatcher and
+ * the notifier obey; `fix` is what `pwsync status` prints next to a failure.
+ */
+export type Severity = 'info' | 'warning' | 'error';
+
+interface EventDef {
+  readonly severity: Severity;
+  readonly retryable: boolean;
+  readonly text: string;
+  readonly fix: string;
+}
+
+export const EVENTS = {
+  6919: {
+    severity: 'warning', retryable: false,
+    text: 'not applied: the change is older than one already applied for that object',
+    fix: 'nothing to do: a newer password is already in place',
+  },
+  6921: {
+    severity: 'error', retryable: false,
+    text: 'password management is not enabled on the target connector',
+    fix: 'set `enabled: true` on the connector in the hub YAML, then `pwsync retry`',
+  },
+  6922: {
+    severity: 'error', retryable: false,
+    text: 'password management is not configured on the target connector',
+    fix: 'configure a password extension (`extension:`) for the connector',
+  },
+  6923: {
+    severity: 'error', retryable: false,
+    text: 'the joined object does not exist in the connected system',
+    fix: 'check the join: the object was deleted or renamed in the target',
+  },
+  6927: {
+    severity: 'error', retryable: false,
+    text: 'the password does not satisfy the target system\'s password policy',
+    fix: 'align the domain password policy with the target\'s, or relax the target\'s policy',
+  },
+  6928: {
+    severity: 'error', retryable: false,
+    text: 'the connector\'s password extension does not support set operations',
+    fix: 'implement setPassword in the extension, or point the connector at one that does',
+  },
+  6940: {
+    severity: 'warning', retryable: true,
+    text: 'set-operation failed and will be retried',
+    fix: 'nothing yet: it is retried at the connector\'s retry interval',
+  },
+  6941: {
+    severity: 'error', retryable: false,
+    text: 'set-operation failed: retries exhausted',
+    fix: 'fix the target, then `pwsync retry` the operation',
+  },
+  6942: {
+    severity: 'error', retryable: false,
+    text: 'set-operation failed: the target refused the service account or its rights',
+    fix: 'grant the connector\'s account the right named in the message, then `pwsync retry`',
+  },
+  6943: {
+    severity: 'warning', retryable: true,
+    text: 'delivery to a target failed and will be retried',
+    fix: 'check that the target hub is running and reachable; the queue keeps the change',
+  },
+  6944: {
+    severity: 'warning', retryable: false,
+    text: 'the oldest queued change for a target is older than the warning age',
+    fix: 'check that the target hub is running, reachable and enabled',
+  },
+  6945: {
+    severity: 'error', retryable: false,
+    text: 'a queued change expired before it could be delivered',
+    fix: 'the password change was lost for that target: ask the person to change it again',
+  },
+  6946: {
+    severity: 'error', retryable: false,
+    text: 'a change was rejected: it could not be authenticated or read',
+    fix: 'check that the notifier seals for the hub\'s current public key',
+  },
+  6947: {
+    severity: 'info', retryable: false,
+    text: 'the password was set in the connected system',
+    fix: 'nothing to do',
+  },
+  6948: {
+    severity: 'info', retryable: false,
+    text: 'the account has no joined object in the target connector',
+    fix: 'join the account (join rules or an admin match) if it should be synchronized',
+  },
+  6949: {
+    severity: 'error', retryable: false,
+    text: 'the change came for a domain the hub does not serve',
+    fix: 'add the domain under `domains:` in the hub YAML, or point the notifier elsewhere',
+  },
+} as const satisfies Record<number, EventDef>;
+
+export type EventId = keyof typeof EVENTS;
+
+export function isEventId(n: number): n is EventId {
+  return Object.hasOwn(EVENTS, n);
+}
+
+/** The events that a set-operation never retries (MIISPasswordSync's list). */
+export const NEVER_RETRIED: readonly EventId[] = [6919, 6921, 6922, 6923, 6927, 6928];

@@ -1,0 +1,104 @@
+import type { Logger } from 'pino';
+import { PwsyncError } from './errors.ts';
+import type { Secret } from './secret.ts';
+
+/**
+ * The password extension contract (MIIS: IMAExtensibleExtensionPassword). It lives in core/ so
+ * that connectors, extensions and the hub share it without importing each other; extension
+ * authors import it from the public entry `extensions/sdk/mod.ts` (`pwsync/extension`).
+ */
+
+/** One object in a connected system, as joins and set-operations see it. */
+export interface TargetObject {
+  /** The connector's anchor: stable, unique within the connector (a DN, a key column). */
+  readonly id: string;
+  readonly attributes: Readonly<Record<string, string>>;
+}
+
+/** Who the password belongs to on the domain side. */
+export interface AccountRef {
+  readonly domain: string;
+  readonly samAccountName: string;
+  readonly objectGuid: string;
+  readonly objectSid: string;
+  readonly upn: string;
+  readonly dn: string;
+}
+
+export interface OperationContext {
+  readonly operationId: string;
+  readonly changeId: string;
+  readonly changeTime: number;
+  readonly connector: string;
+  readonly account: AccountRef;
+  readonly log: Logger;
+}
+
+/**
+ * The records of a file or DSML connector, as an extension sees them between beginConnection and
+ * endConnection. `set` stages a value; `commit` writes the whole file atomically (temp file,
+ * fsync, rename), so a crash leaves the old file or the new one, never a torn one.
+ */
+export interface RecordSet {
+  /** Where the records live, for messages (a path). */
+  readonly location: string;
+  get(id: string): TargetObject | undefined;
+  /** Throws ObjectNotFoundError when no record has that id. */
+  set(id: string, attribute: string, value: string): void;
+  commit(): Promise<void>;
+}
+
+/** What a connector hands its extension in beginConnection; later kinds add members (SQL, HTTP). */
+export type ExtensionConnection = { readonly kind: 'records'; readonly records: RecordSet };
+
+export interface ExtensionEnv {
+  readonly connector: string;
+  readonly log: Logger;
+  /** Resolves a path from the YAML relative to the YAML file's folder. */
+  resolvePath(p: string): string;
+}
+
+export interface PasswordExtension {
+  init?(settings: Readonly<Record<string, unknown>>, env: ExtensionEnv): void | Promise<void>;
+  beginConnection?(connection: ExtensionConnection): void | Promise<void>;
+  setPassword?(object: TargetObject, password: Secret, ctx: OperationContext): void | Promise<void>;
+  changePassword?(object: TargetObject, oldPassword: Secret, newPassword: Secret, ctx: OperationContext): void | Promise<void>;
+  /** Ends the batch: commit here. A throw fails every set-operation of the batch. */
+  endConnection?(): void | Promise<void>;
+  close?(): void | Promise<void>;
+}
+
+/** The module an extension file exports as default: a factory, one instance per connector. */
+export type ExtensionFactory = () => PasswordExtension;
+
+/** The password does not satisfy the target's policy (6927, never retried). */
+export class PolicyViolationError extends PwsyncError {
+  constructor(readonly reason: string, options?: { cause?: unknown }) {
+    super(6927, `password refused by policy: ${reason}`, options);
+    this.name = 'PolicyViolationError';
+  }
+}
+
+/** The joined object does not exist in the connected system (6923, never retried). */
+export class ObjectNotFoundError extends PwsyncError {
+  constructor(readonly objectId: string, where: string, options?: { cause?: unknown }) {
+    super(6923, `no object ${JSON.stringify(objectId)} in ${where}`, options);
+    this.name = 'ObjectNotFoundError';
+  }
+}
+
+/** The extension cannot do what was asked (6928, never retried). */
+export class UnsupportedOperationError extends PwsyncError {
+  constructor(operation: string, options?: { cause?: unknown }) {
+    super(6928, `the password extension does not support ${operation}`, options);
+    this.name = 'UnsupportedOperationError';
+  }
+}
+
+/** The connected system is down, busy or slow: retried at the connector's retry interval. */
+export class TargetUnavailableError extends PwsyncError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(6940, message, { ...options, retryable: true });
+    this.name = 'TargetUnavailableError';
+  }
+}
