@@ -93,6 +93,11 @@ export const EVENTS = {
     text: 'the change came for a domain the hub does not serve',
     fix: 'add the domain under `domains:` in the hub YAML, or point the notifier elsewhere',
   },
+  6950: {
+    severity: 'error', retryable: false,
+    text: 'the connected system cannot store the value (a field too narrow, an attribute it lacks)',
+    fix: 'widen the field or fix the extension\'s attribute setting, then `pwsync retry`',
+  },
 } as const satisfies Record<number, EventDef>;
 
 export type EventId = keyof typeof EVENTS;

@@ -1,0 +1,8 @@
+// Original file: proto/pwsync.proto
+
+
+export interface PingRequest {
+}
+
+export interface PingRequest__Output {
+}
