@@ -1,0 +1,187 @@
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import type { TObject } from '@sinclair/typebox';
+import { Value } from '@sinclair/typebox/value';
+import { isMap, isSeq } from 'yaml';
+import { UsageError } from '../core/errors.ts';
+import { schemaIssues } from './explain.ts';
+import { ConfigError, pathText, type ConfigIssue, type ConfigPath } from './issues.ts';
+import { fileIssues, resolveHubPaths, resolveNotifierPaths } from './paths.ts';
+import { CONNECTION_SCHEMAS, HubSchema, NotifierSchema, type HubConfig, type NotifierConfig } from './schema.ts';
+import { hubSemanticIssues, notifierSemanticIssues } from './semantic.ts';
+import { YamlSource } from './source.ts';
+
+/**
+ * The configuration pipeline, in one visible line: read → parse YAML → defaults → schema →
+ * per-kind connection settings → cross-setting rules → decode (durations to ms) → absolute paths
+ * → files that must exist → deep freeze. Every problem found on the way is collected and thrown
+ * once, as a ConfigError whose lines read FILE:LINE:COL: PATH: what is wrong — how to fix it.
+ */
+
+export { ConfigError, type ConfigIssue, type ConfigPath } from './issues.ts';
+
+export type ConfigKind = 'hub' | 'notifier';
+
+export interface LoadOptions {
+  /** Check that keys, certificates, CA, public keys and secret files exist, are readable, and keys
+   *  and secrets are private (mode 0600). Default true; `false` for a configuration written elsewhere. */
+  readonly checkFiles?: boolean;
+}
+
+interface Loaded {
+  /** The YAML file, absolute. */
+  readonly sourceFile: string;
+  /** The folder that relative paths in the file were resolved against. */
+  readonly baseDir: string;
+}
+
+export type LoadedHubConfig = Readonly<HubConfig> & Loaded;
+export type LoadedNotifierConfig = Readonly<NotifierConfig> & Loaded;
+
+export type LoadedConfig =
+  | { readonly kind: 'hub'; readonly config: LoadedHubConfig }
+  | { readonly kind: 'notifier'; readonly config: LoadedNotifierConfig };
+
+export async function loadHubConfig(file: string, opts?: LoadOptions): Promise<LoadedHubConfig> {
+  return load(file, 'hub', await readSource(file), opts) as LoadedHubConfig;
+}
+
+export async function loadNotifierConfig(file: string, opts?: LoadOptions): Promise<LoadedNotifierConfig> {
+  return load(file, 'notifier', await readSource(file), opts) as LoadedNotifierConfig;
+}
+
+/** Loads a file as whichever kind its top-level key says. */
+export async function loadConfig(file: string, opts?: LoadOptions): Promise<LoadedConfig> {
+  const src = await readSource(file);
+  const kind = kindOf(src);
+  return kind === 'hub'
+    ? { kind, config: load(file, kind, src, opts) as LoadedHubConfig }
+    : { kind, config: load(file, kind, src, opts) as LoadedNotifierConfig };
+}
+
+/** 'hub' or 'notifier', by the file's top-level key. */
+export async function detectConfigKind(file: string): Promise<ConfigKind> {
+  return kindOf(await readSource(file));
+}
+
+/**
+ * Where a setting of a loaded configuration is written, as `FILE:LINE:COL: PATH`: for errors found
+ * after loading (a join attribute the connected system lacks, a secret that cannot be read).
+ */
+export function configLocation(config: object, at: ConfigPath): string {
+  const src = SOURCES.get(config);
+  if (!src) return pathText(at);
+  const { line, column } = src.valueAt(at);
+  return `${src.file}:${line}:${column}: ${pathText(at)}`;
+}
+
+const SOURCES = new WeakMap<object, YamlSource>();
+
+async function readSource(file: string): Promise<YamlSource> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    const why = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : code === 'EISDIR' ? 'it is a folder' : (code ?? 'read failed');
+    throw new UsageError(`cannot read configuration file ${file}: ${why} — check the path and that this account may read it`, { cause: e });
+  }
+  const src = new YamlSource(file, text);
+  const syntax = src.syntaxIssues();
+  if (syntax.length > 0) throw new ConfigError(syntax);
+  return src;
+}
+
+const EXAMPLES = 'see config/examples/hub.yaml and config/examples/notifier.yaml';
+
+function kindOf(src: YamlSource): ConfigKind {
+  const top = topLevel(src);
+  const hub = top.includes('hub');
+  const notifier = top.includes('notifier');
+  if (hub && notifier) throw new ConfigError([bothKinds(src)]);
+  if (hub) return 'hub';
+  if (notifier) return 'notifier';
+  throw new ConfigError([src.issue(src.valueAt([]), [], 'neither `hub:` nor `notifier:` is at the top level', `start a hub's file with \`hub:\` and a domain controller's notifier file with \`notifier:\`; ${EXAMPLES}`)]);
+}
+
+/** The top-level keys, after checking the file holds a mapping at all. */
+function topLevel(src: YamlSource): string[] {
+  const contents = src.doc.contents;
+  if (contents === null || contents === undefined) {
+    throw new ConfigError([src.issue({ line: 1, column: 1 }, [], 'the file is empty', `write the configuration; ${EXAMPLES}`)]);
+  }
+  if (!isMap(contents)) {
+    const found = isSeq(contents) ? 'a list' : 'a single value';
+    throw new ConfigError([src.issue(src.valueAt([]), [], `the top level is ${found}, but must be a mapping of settings`, `start the file with \`hub:\` or \`notifier:\` at column 1, without \`- \`; ${EXAMPLES}`)]);
+  }
+  return contents.items.map((p) => String((p.key as { value?: unknown } | null)?.value ?? p.key));
+}
+
+function bothKinds(src: YamlSource): ConfigIssue {
+  return src.issue(src.keyAt(['notifier']), ['notifier'], 'a file configures either a hub (`hub:`) or a notifier (`notifier:`), not both', 'move the notifier\'s settings (and its `targets:`) to a file of their own');
+}
+
+function load(file: string, kind: ConfigKind, src: YamlSource, opts: LoadOptions | undefined): object {
+  const top = topLevel(src);
+  if (top.includes('hub') && top.includes('notifier')) throw new ConfigError([bothKinds(src)]);
+  const other: ConfigKind = kind === 'hub' ? 'notifier' : 'hub';
+  if (!top.includes(kind) && top.includes(other)) {
+    throw new ConfigError([src.issue(src.keyAt([other]), [other], `this file configures a ${other}, not a ${kind}`, `give the ${kind} its own file starting with \`${kind}:\`, or load this one as a ${other} configuration`)]);
+  }
+
+  let value: unknown;
+  try {
+    value = src.doc.toJS({ maxAliasCount: 100 });
+  } catch (e) {
+    throw new ConfigError([src.issue({ line: 1, column: 1 }, [], `the YAML cannot be read: ${e instanceof Error ? e.message : 'unknown error'}`, 'remove excessive aliases (`*name`) and write the values out')]);
+  }
+  const schema = kind === 'hub' ? HubSchema : NotifierSchema;
+  value = Value.Default(schema, value);
+  const baseDir = path.dirname(path.resolve(file));
+
+  const issues = schemaIssues(src, schema, value);
+  const connections = kind === 'hub' ? connectionSettings(value) : [];
+  for (const c of connections) {
+    Value.Default(c.schema, c.settings);
+    issues.push(...schemaIssues(src, c.schema, c.settings, ['connectors', c.index, 'connection']));
+  }
+  issues.push(...(kind === 'hub' ? hubSemanticIssues(src, value, baseDir) : notifierSemanticIssues(src, value)));
+  if (issues.length > 0) throw new ConfigError(issues);
+
+  const decoded = Value.Decode(schema, value) as Record<string, unknown>;
+  if (kind === 'hub') {
+    const connectors = decoded['connectors'] as Array<Record<string, unknown>>;
+    for (const c of connections) connectors[c.index]!['connection'] = Value.Decode(c.schema, c.settings);
+  }
+  const files = kind === 'hub' ? resolveHubPaths(decoded, baseDir) : resolveNotifierPaths(decoded, baseDir);
+  if (opts?.checkFiles ?? true) {
+    const missing = fileIssues(src, files);
+    if (missing.length > 0) throw new ConfigError(missing);
+  }
+
+  const result = deepFreeze({ ...decoded, sourceFile: path.resolve(file), baseDir });
+  SOURCES.set(result, src);
+  return result;
+}
+
+/** Each connector of a known kind with its `connection:` mapping and that kind's schema. */
+function connectionSettings(value: unknown): Array<{ index: number; schema: TObject; settings: Record<string, unknown> }> {
+  const connectors = (value as { connectors?: unknown } | null)?.connectors;
+  if (!Array.isArray(connectors)) return [];
+  const found: Array<{ index: number; schema: TObject; settings: Record<string, unknown> }> = [];
+  connectors.forEach((c: unknown, index) => {
+    const { kind, connection } = (typeof c === 'object' && c !== null ? c : {}) as { kind?: unknown; connection?: unknown };
+    if (typeof kind !== 'string' || !Object.hasOwn(CONNECTION_SCHEMAS, kind)) return;
+    if (typeof connection !== 'object' || connection === null || Array.isArray(connection)) return;
+    found.push({ index, schema: CONNECTION_SCHEMAS[kind]!, settings: connection as Record<string, unknown> });
+  });
+  return found;
+}
+
+function deepFreeze<T>(v: T): T {
+  if (typeof v === 'object' && v !== null && !Object.isFrozen(v)) {
+    for (const child of Object.values(v)) deepFreeze(child);
+    Object.freeze(v);
+  }
+  return v;
+}

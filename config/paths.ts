@@ -1,0 +1,156 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import type { ConfigIssue, ConfigPath } from './issues.ts';
+import type { YamlSource } from './source.ts';
+
+/**
+ * Paths in the YAML are relative to the YAML file's folder, so a configuration means the same
+ * thing whatever the service's working directory. Files that must already exist (keys,
+ * certificates, CA, public keys, secret files) can be checked up front; data folders, log files and
+ * connector files are not (the service creates them, or the connector checks them when it opens).
+ */
+
+type Obj = Record<string, unknown>;
+
+/** A path setting: where it is in the YAML and whether the file must exist and stay private. */
+interface FileSetting {
+  readonly at: ConfigPath;
+  readonly file: string;
+  readonly mustExist: boolean;
+  readonly secret: boolean;
+  /** The path was written relative (so a wrong base folder is a likely mistake). */
+  readonly relative?: boolean;
+}
+
+/** A Windows named pipe (`\\.\pipe\NAME`) is not a file path. */
+export function isWindowsPipe(p: string): boolean {
+  return /^\\\\[.?]\\pipe\\/i.test(p);
+}
+
+/** An extension named by path (`./x.ts`, `/opt/x.ts`) rather than by package name. */
+export function isModulePath(m: string): boolean {
+  return m.startsWith('.') || m.startsWith('/') || path.isAbsolute(m);
+}
+
+/** Rewrites every path setting of a decoded hub configuration to an absolute path; returns them. */
+export function resolveHubPaths(config: Obj, baseDir: string): FileSetting[] {
+  const settings: FileSetting[] = [];
+  const abs = (obj: Obj | undefined, key: string, at: ConfigPath, mustExist: boolean, secret: boolean): void => {
+    const v = obj?.[key];
+    if (typeof v !== 'string') return;
+    obj![key] = path.resolve(baseDir, v);
+    settings.push({ at, file: obj![key] as string, mustExist, secret, relative: !path.isAbsolute(v) });
+  };
+  const hub = obj(config['hub']);
+  const tls = obj(hub?.['tls']);
+  abs(tls, 'cert', ['hub', 'tls', 'cert'], true, false);
+  abs(tls, 'key', ['hub', 'tls', 'key'], true, true);
+  const keys = hub?.['keys'];
+  if (Array.isArray(keys)) {
+    keys.forEach((k, i) => {
+      if (typeof k !== 'string') return;
+      keys[i] = path.resolve(baseDir, k);
+      settings.push({ at: ['hub', 'keys', i], file: keys[i] as string, mustExist: true, secret: true, relative: !path.isAbsolute(k) });
+    });
+  }
+  abs(hub, 'dataDir', ['hub', 'dataDir'], false, false);
+  abs(obj(hub?.['log']), 'file', ['hub', 'log', 'file'], false, false);
+  const connectors = config['connectors'];
+  if (Array.isArray(connectors)) {
+    connectors.forEach((c, i) => {
+      const connection = obj(obj(c)?.['connection']);
+      abs(connection, 'path', ['connectors', i, 'connection', 'path'], false, false);
+      settings.push(...secretFiles(connection, ['connectors', i, 'connection'], baseDir));
+      const extension = obj(obj(c)?.['extension']);
+      if (typeof extension?.['module'] === 'string' && isModulePath(extension['module'])) {
+        abs(extension, 'module', ['connectors', i, 'extension', 'module'], false, false);
+      }
+      settings.push(...secretFiles(obj(extension?.['settings']), ['connectors', i, 'extension', 'settings'], baseDir));
+    });
+  }
+  return settings;
+}
+
+/** Rewrites every path setting of a decoded notifier configuration to an absolute path; returns them. */
+export function resolveNotifierPaths(config: Obj, baseDir: string): FileSetting[] {
+  const settings: FileSetting[] = [];
+  const abs = (o: Obj | undefined, key: string, at: ConfigPath, mustExist: boolean): void => {
+    const v = o?.[key];
+    if (typeof v !== 'string') return;
+    o![key] = path.resolve(baseDir, v);
+    settings.push({ at, file: o![key] as string, mustExist, secret: false, relative: !path.isAbsolute(v) });
+  };
+  const notifier = obj(config['notifier']);
+  abs(notifier, 'dataDir', ['notifier', 'dataDir'], false);
+  abs(obj(notifier?.['log']), 'file', ['notifier', 'log', 'file'], false);
+  const hook = obj(notifier?.['hook']);
+  if (typeof hook?.['socket'] === 'string' && !isWindowsPipe(hook['socket'])) abs(hook, 'socket', ['notifier', 'hook', 'socket'], false);
+  const targets = config['targets'];
+  if (Array.isArray(targets)) {
+    targets.forEach((t, i) => {
+      abs(obj(obj(t)?.['tls']), 'ca', ['targets', i, 'tls', 'ca'], true);
+      abs(obj(t), 'publicKey', ['targets', i, 'publicKey'], true);
+    });
+  }
+  return settings;
+}
+
+/** `{fromFile: PATH}` references anywhere in free-form settings; left as written (resolveSecret resolves them). */
+function secretFiles(settings: Obj | undefined, at: ConfigPath, baseDir: string): FileSetting[] {
+  if (!settings) return [];
+  const found: FileSetting[] = [];
+  for (const [key, value] of Object.entries(settings)) {
+    const v = obj(value);
+    if (!v) continue;
+    const keys = Object.keys(v);
+    if (keys.length === 1 && typeof v['fromFile'] === 'string') {
+      found.push({ at: [...at, key, 'fromFile'], file: path.resolve(baseDir, v['fromFile']), mustExist: true, secret: true, relative: !path.isAbsolute(v['fromFile']) });
+    } else {
+      found.push(...secretFiles(v, [...at, key], baseDir));
+    }
+  }
+  return found;
+}
+
+/** Checks that the files that must exist do, can be read, and (keys, secrets) are private. */
+export function fileIssues(src: YamlSource, settings: readonly FileSetting[]): ConfigIssue[] {
+  const issues: ConfigIssue[] = [];
+  for (const s of settings) {
+    if (!s.mustExist) continue;
+    const problem = checkFile(s.file, s.secret, s.relative ?? false);
+    if (problem) issues.push(src.issue(src.valueAt(s.at), s.at, problem.message, problem.fix));
+  }
+  return issues;
+}
+
+/** What is wrong with a file that must exist and be readable (and private, for a secret), if anything. */
+export function checkFile(file: string, secret: boolean, wasRelative = false): { message: string; fix: string } | undefined {
+  let st: fs.Stats;
+  try {
+    st = fs.statSync(file);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') {
+      const hint = !wasRelative ? '' : ' (a relative path is relative to the YAML file\'s folder)';
+      return { message: `the file ${file} does not exist`, fix: `create it, or correct the path${hint}` };
+    }
+    return { message: `the file ${file} cannot be checked (${code ?? 'error'})`, fix: 'check the path and the permissions of its folders' };
+  }
+  if (!st.isFile()) return { message: `${file} is not a regular file`, fix: 'point the setting at a file' };
+  try {
+    fs.accessSync(file, fs.constants.R_OK);
+  } catch {
+    return { message: `the file ${file} cannot be read by this process`, fix: 'give the service account read access to it' };
+  }
+  if (secret && process.platform !== 'win32' && (st.mode & 0o077) !== 0) {
+    return {
+      message: `the file ${file} is readable by group or others (mode ${(st.mode & 0o777).toString(8).padStart(4, '0')})`,
+      fix: `run \`chmod 600 ${file}\` so that only the service account can read it`,
+    };
+  }
+  return undefined;
+}
+
+function obj(v: unknown): Obj | undefined {
+  return typeof v === 'object' && v !== null && !Array.isArray(v) ? v as Obj : undefined;
+}

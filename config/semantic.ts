@@ -1,0 +1,144 @@
+import path from 'node:path';
+import { parseDuration } from './schema.ts';
+import type { ConfigIssue, ConfigPath } from './issues.ts';
+import type { YamlSource } from './source.ts';
+
+/**
+ * Rules the schema cannot say: names that must be unique, rules that repeat, settings that
+ * contradict each other. They read the defaulted (not yet decoded) value and skip anything of the
+ * wrong shape, since the schema check has reported that already.
+ */
+export function hubSemanticIssues(src: YamlSource, config: unknown, baseDir: string): ConfigIssue[] {
+  const issues: ConfigIssue[] = [];
+  const root = asRecord(config);
+  issues.push(...duplicates(src, asArray(root?.['domains']), ['domains'], 'name', 'domain', true));
+  issues.push(...duplicates(src, asArray(asRecord(root?.['hub'])?.['keys']).map((k) => ({ key: k })), ['hub', 'keys'], 'key', 'key file', false, true));
+  const connectors = asArray(root?.['connectors']);
+  issues.push(...duplicates(src, connectors, ['connectors'], 'name', 'connector', true));
+  connectors.forEach((c, i) => issues.push(...connectorIssues(src, asRecord(c), ['connectors', i])));
+  issues.push(...sharedFiles(src, connectors, baseDir));
+  return issues;
+}
+
+export function notifierSemanticIssues(src: YamlSource, config: unknown): ConfigIssue[] {
+  const issues: ConfigIssue[] = [];
+  const root = asRecord(config);
+  const targets = asArray(root?.['targets']);
+  issues.push(...duplicates(src, targets, ['targets'], 'name', 'target', true));
+  targets.forEach((t, i) => {
+    const first = duration(asRecord(t)?.['retryInterval']);
+    const max = duration(asRecord(t)?.['maxRetryInterval']);
+    if (first !== undefined && max !== undefined && max < first) {
+      const at: ConfigPath = ['targets', i, src.nodeAt(['targets', i, 'maxRetryInterval']) ? 'maxRetryInterval' : 'retryInterval'];
+      issues.push(src.issue(src.valueAt(at), at, 'maxRetryInterval is shorter than retryInterval', 'make maxRetryInterval at least as long as retryInterval'));
+    }
+  });
+  const queue = asRecord(asRecord(root?.['notifier'])?.['queue']);
+  const warn = duration(queue?.['warnAge']);
+  const max = duration(queue?.['maxAge']);
+  if (warn !== undefined && max !== undefined && max <= warn) {
+    const at: ConfigPath = ['notifier', 'queue', src.nodeAt(['notifier', 'queue', 'maxAge']) ? 'maxAge' : 'warnAge'];
+    issues.push(src.issue(src.valueAt(at), at, 'queue.maxAge is not longer than queue.warnAge, so no warning comes before a change is dropped', 'make maxAge longer than warnAge (defaults: warnAge 1h, maxAge 72h)'));
+  }
+  return issues;
+}
+
+function connectorIssues(src: YamlSource, c: Record<string, unknown> | undefined, at: ConfigPath): ConfigIssue[] {
+  if (!c) return [];
+  const issues: ConfigIssue[] = [];
+  const rules = asArray(c['join']);
+  const seen = new Map<string, number>();
+  rules.forEach((r, j) => {
+    const rule = asRecord(r);
+    if (typeof rule?.['target'] !== 'string' || typeof rule['source'] !== 'string') return;
+    const id = `${rule['target'].toLowerCase()}=${rule['source']}`;
+    const first = seen.get(id);
+    if (first === undefined) {
+      seen.set(id, j);
+      return;
+    }
+    const p = [...at, 'join', j];
+    issues.push(src.issue(src.valueAt(p), p, `join rule ${rule['target']} = ${rule['source']} repeats rule ${first + 1} (line ${src.valueAt([...at, 'join', first]).line})`, 'remove the repeated rule'));
+  });
+  if (c['kind'] === 'fixed-width') issues.push(...fixedWidthIssues(src, c, rules, at));
+  return issues;
+}
+
+/** A fixed-width file's attributes are its declared fields, so anchor and join targets can be checked now. */
+function fixedWidthIssues(src: YamlSource, c: Record<string, unknown>, rules: unknown[], at: ConfigPath): ConfigIssue[] {
+  const conn = asRecord(c['connection']);
+  const fields = asArray(conn?.['fields']).map((f) => asRecord(f)?.['name']).filter((n): n is string => typeof n === 'string');
+  if (fields.length === 0) return [];
+  const issues: ConfigIssue[] = [];
+  issues.push(...duplicates(src, asArray(conn?.['fields']), [...at, 'connection', 'fields'], 'name', 'field', false));
+  const anchor = conn?.['anchor'];
+  if (typeof anchor === 'string' && !fields.includes(anchor)) {
+    const written = src.nodeAt([...at, 'connection', 'anchor']) !== undefined;
+    const p = [...at, 'connection', written ? 'anchor' : 'fields'];
+    issues.push(src.issue(written ? src.valueAt(p) : src.keyAt(p), p, `the anchor \`${anchor}\` is not one of the fields`, `set \`anchor:\` to one of the field names: ${fields.join(', ')}`));
+  }
+  rules.forEach((r, j) => {
+    const target = asRecord(r)?.['target'];
+    if (typeof target === 'string' && !fields.includes(target)) {
+      const p = [...at, 'join', j, 'target'];
+      issues.push(src.issue(src.valueAt(p), p, `join target \`${target}\` is not one of the fields`, `use one of the field names: ${fields.join(', ')}`));
+    }
+  });
+  return issues;
+}
+
+/** Two connectors committing the same file would overwrite each other's changes. */
+function sharedFiles(src: YamlSource, connectors: unknown[], baseDir: string): ConfigIssue[] {
+  const issues: ConfigIssue[] = [];
+  const owners = new Map<string, number>();
+  connectors.forEach((c, i) => {
+    const p = asRecord(asRecord(c)?.['connection'])?.['path'];
+    if (typeof p !== 'string' || p === '') return;
+    const file = path.resolve(baseDir, p);
+    const first = owners.get(file);
+    if (first === undefined) {
+      owners.set(file, i);
+      return;
+    }
+    const at = ['connectors', i, 'connection', 'path'];
+    const firstName = String(asRecord(connectors[first])?.['name'] ?? `connectors[${first}]`);
+    issues.push(src.issue(src.valueAt(at), at, `connector \`${firstName}\` uses the same file`, 'give each connector its own file; two connectors writing one file overwrite each other'));
+  });
+  return issues;
+}
+
+function duplicates(src: YamlSource, items: unknown[], at: ConfigPath, field: string, what: string, ignoreCase: boolean, whole = false): ConfigIssue[] {
+  const issues: ConfigIssue[] = [];
+  const first = new Map<string, number>();
+  items.forEach((item, i) => {
+    const v = asRecord(item)?.[field];
+    if (typeof v !== 'string') return;
+    const id = ignoreCase ? v.toLowerCase() : v;
+    const prev = first.get(id);
+    if (prev === undefined) {
+      first.set(id, i);
+      return;
+    }
+    const p = whole ? [...at, i] : [...at, i, field];
+    const prevLine = src.valueAt(whole ? [...at, prev] : [...at, prev, field]).line;
+    issues.push(src.issue(src.valueAt(p), p, `${what} \`${v}\` is defined twice (first at line ${prevLine})`, whole ? 'remove the repeated entry' : `rename or remove one of the two; each ${what} needs its own ${field}${ignoreCase ? ' (compared without regard to case)' : ''}`));
+  });
+  return issues;
+}
+
+function duration(v: unknown): number | undefined {
+  if (typeof v !== 'string') return undefined;
+  try {
+    return parseDuration(v);
+  } catch {
+    return undefined;
+  }
+}
+
+function asRecord(v: unknown): Record<string, unknown> | undefined {
+  return typeof v === 'object' && v !== null && !Array.isArray(v) ? v as Record<string, unknown> : undefined;
+}
+
+function asArray(v: unknown): unknown[] {
+  return Array.isArray(v) ? v : [];
+}
