@@ -1,0 +1,99 @@
+import { stat } from 'node:fs/promises';
+import { isAbsolute } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { describeError, UsageError } from '../core/errors.ts';
+import type { ExtensionEnv, PasswordExtension } from '../core/extension.ts';
+
+export interface ExtensionSpec {
+  /** An absolute path (config resolves relative ones against the YAML) or a package name. */
+  readonly module: string;
+  readonly settings: Readonly<Record<string, unknown>>;
+}
+
+export interface LoadedExtension {
+  readonly extension: PasswordExtension;
+  /** It has setPassword; without it every set-operation fails with 6928. */
+  readonly canSet: boolean;
+  readonly canChange: boolean;
+  /** Where it came from, for messages: the file path or `package NAME`. */
+  readonly source: string;
+}
+
+const MEMBERS = ['init', 'beginConnection', 'setPassword', 'changePassword', 'endConnection', 'close'] as const;
+
+const SHAPE = 'export default defineExtension(() => ({ setPassword(object, password, ctx) { … } })) (see extensions/sdk/mod.ts)';
+
+/**
+ * Loads a password extension and initializes it with its settings. Each way an extension can be
+ * wrong is a UsageError that names the module and says what to change, so `pwsync` refuses to
+ * start with one clear line instead of failing every set-operation later.
+ */
+export async function loadExtension(spec: ExtensionSpec, env: ExtensionEnv): Promise<LoadedExtension> {
+  const isPath = isAbsolute(spec.module) || spec.module.startsWith('file:');
+  const source = isPath ? spec.module : `package ${spec.module}`;
+  const where = `connector ${env.connector}: password extension ${source}`;
+
+  if (isPath) {
+    const file = spec.module.startsWith('file:') ? new URL(spec.module) : spec.module;
+    const found = await stat(file).then((s) => s.isFile(), () => false);
+    if (!found) throw new UsageError(`${where}: no such file; fix \`extension.module\` in the hub YAML (a relative path is relative to the YAML file)`);
+  }
+
+  let mod: Record<string, unknown>;
+  try {
+    mod = await import(isPath && !spec.module.startsWith('file:') ? pathToFileURL(spec.module).href : spec.module) as Record<string, unknown>;
+  } catch (e) {
+    const code = (e as { code?: string } | undefined)?.code;
+    const fix = !isPath && code === 'ERR_MODULE_NOT_FOUND'
+      ? `install it next to pwsync (npm install ${spec.module}) or give a path`
+      : 'fix the module so that it loads';
+    throw new UsageError(`${where}: cannot be loaded: ${describeError(e)}; ${fix}`, { cause: e });
+  }
+
+  if (!('default' in mod) || mod.default === undefined) {
+    throw new UsageError(`${where}: has no default export; write ${SHAPE}`);
+  }
+  const factory = mod.default;
+  if (typeof factory !== 'function') {
+    throw new UsageError(`${where}: the default export is ${describeType(factory)}, not a factory function; write ${SHAPE}`);
+  }
+
+  let extension: unknown;
+  try {
+    extension = (factory as () => unknown)();
+  } catch (e) {
+    throw new UsageError(`${where}: the factory (default export) threw: ${describeError(e)}`, { cause: e });
+  }
+  if (typeof extension !== 'object' || extension === null || Array.isArray(extension) || extension instanceof Promise) {
+    throw new UsageError(`${where}: the factory returned ${describeType(extension)}, not an extension object; it must return { setPassword, … } synchronously: ${SHAPE}`);
+  }
+  for (const member of MEMBERS) {
+    const m = (extension as Record<string, unknown>)[member];
+    if (m !== undefined && typeof m !== 'function') {
+      throw new UsageError(`${where}: ${member} is ${describeType(m)}, not a function; make it a method or remove it`);
+    }
+  }
+
+  const ext = extension as PasswordExtension;
+  const canSet = typeof ext.setPassword === 'function';
+  const canChange = typeof ext.changePassword === 'function';
+  if (!canSet) {
+    // No eventId field: admins filter on event ids for set-operations, and none failed yet.
+    env.log.warn({ extension: source }, `${where} has no setPassword: every set-operation for this connector fails with event 6928`);
+  }
+
+  try {
+    await ext.init?.(Object.freeze({ ...spec.settings }), env);
+  } catch (e) {
+    throw new UsageError(`${where}: init failed: ${describeError(e)}; fix \`extension.settings\` in the hub YAML`, { cause: e });
+  }
+  return { extension: ext, canSet, canChange, source };
+}
+
+function describeType(v: unknown): string {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'an array';
+  if (v instanceof Promise) return 'a promise';
+  const t = typeof v;
+  return t === 'object' ? 'an object' : `a ${t}`;
+}
