@@ -25,6 +25,9 @@ const POINT = 65;
 const NONCE = 12;
 const TAG = 16;
 const MAX_FIELD = 1024;
+/** Strict: an invalid byte sequence is refused rather than read as U+FFFD, so the string the hub
+ *  compares is exactly the authenticated bytes (two different headers never read the same). */
+const UTF8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 /** Who and what the sealed password belongs to. For a hub's set-operation envelope the same
  *  fields carry the operation: changeId = operation id, domain = connector name,
@@ -129,17 +132,23 @@ export function parseHeader(envelope: Buffer): { header: EnvelopeHeader; headerE
     const len = envelope.readUInt16BE(at);
     at += 2;
     if (len > MAX_FIELD || at + len > envelope.length) throw envelopeError(`sealed password has a bad length for field ${f}`);
-    strings.push(envelope.toString('utf8', at, at + len));
+    try {
+      strings.push(UTF8.decode(envelope.subarray(at, at + len)));
+    } catch (e) {
+      throw envelopeError(`sealed password has invalid UTF-8 in field ${f}`, e);
+    }
     at += len;
   }
   if (at + POINT + NONCE + TAG > envelope.length) throw envelopeError('sealed password is truncated after its header');
+  const changeTime = envelope.readBigUInt64BE(39);
+  if (changeTime > BigInt(Number.MAX_SAFE_INTEGER)) throw envelopeError(`sealed password has an impossible change time (${changeTime} ms)`);
   const [domain, samAccountName, objectGuid, objectSid, upn, dn, sourceHost] = strings as [string, string, string, string, string, string, string];
   return {
     header: {
       version, suite, pwEnc,
       keyId: Buffer.from(envelope.subarray(7, 23)),
       changeId: Buffer.from(envelope.subarray(23, 39)),
-      changeTime: Number(envelope.readBigUInt64BE(39)),
+      changeTime: Number(changeTime),
       domain, samAccountName, objectGuid, objectSid, upn, dn, sourceHost,
     },
     headerEnd: at,
@@ -158,6 +167,8 @@ export interface SealOptions {
 
 export function seal(recipient: RecipientKey, binding: Binding, password: Secret, opts: SealOptions = {}): Buffer {
   const header = encodeHeader(binding, recipient.keyId);
+  const nonce = opts.nonce ?? randomBytes(NONCE);
+  if (nonce.length !== NONCE) throw new Error(`nonce must be ${NONCE} bytes`);
   const ecdh = createECDH('prime256v1');
   if (opts.ephemeralPrivate) ecdh.setPrivateKey(opts.ephemeralPrivate);
   else ecdh.generateKeys();
@@ -165,12 +176,15 @@ export function seal(recipient: RecipientKey, binding: Binding, password: Secret
   const shared = ecdh.computeSecret(recipient.publicPoint);
   const key = deriveKey(shared, ephemeralPoint, recipient.publicPoint);
   shared.fill(0);
-  const nonce = opts.nonce ?? randomBytes(NONCE);
   const aad = Buffer.concat([header, ephemeralPoint, nonce]);
   const cipher = createCipheriv('aes-256-gcm', key, nonce);
   cipher.setAAD(aad);
-  const ct = password.use((clear) => Buffer.concat([cipher.update(clear), cipher.final()]));
-  key.fill(0);
+  let ct: Buffer;
+  try {
+    ct = password.use((clear) => Buffer.concat([cipher.update(clear), cipher.final()]));
+  } finally {
+    key.fill(0);
+  }
   return Buffer.concat([aad, ct, cipher.getAuthTag()]);
 }
 
