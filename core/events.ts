@@ -98,6 +98,11 @@ export const EVENTS = {
     text: 'the connected system cannot store the value (a field too narrow, an attribute it lacks)',
     fix: 'widen the field or fix the extension\'s attribute setting, then `pwsync retry`',
   },
+  6951: {
+    severity: 'error', retryable: false,
+    text: 'the connector requires a secure connection and its channel is not encrypted',
+    fix: 'use ldaps:// or StartTLS with a CA file, or (not recommended) set requireSecureConnection: false',
+  },
 } as const satisfies Record<number, EventDef>;
 
 export type EventId = keyof typeof EVENTS;

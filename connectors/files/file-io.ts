@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { BigIntStats } from 'node:fs';
-import { open, rename, stat, unlink, chmod, chown } from 'node:fs/promises';
+import { open, readdir, rename, stat, unlink, chmod, chown } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { TargetUnavailableError } from '../../core/extension.ts';
 import { RecordFileFormatError } from './codec.ts';
@@ -110,6 +110,37 @@ export async function writeAtomically(path: string, bytes: Buffer): Promise<stri
   } catch (e) {
     if (created) await unlink(temp).catch(() => undefined);
     throw ioError(e, path, 'write');
+  }
+}
+
+/**
+ * Removes temp files that a killed writer left beside the file (`.NAME.PID.HEX.tmp` whose PID is
+ * no longer running). The target itself is never torn: the rename is atomic. Returns how many.
+ */
+export async function removeStaleTemps(path: string): Promise<number> {
+  const prefix = `.${basename(path)}.`;
+  let removed = 0;
+  let names: string[];
+  try {
+    names = await readdir(dirname(path));
+  } catch {
+    return 0;
+  }
+  for (const name of names) {
+    if (!name.startsWith(prefix) || !name.endsWith('.tmp')) continue;
+    const pid = Number(name.slice(prefix.length).split('.')[0]);
+    if (!Number.isInteger(pid) || pid <= 0 || pid === process.pid || isRunning(pid)) continue;
+    await unlink(join(dirname(path), name)).then(() => { removed++; }, () => undefined);
+  }
+  return removed;
+}
+
+function isRunning(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 

@@ -3,7 +3,7 @@ import { dirname, resolve } from 'node:path';
 import type { ExtensionConnection, TargetObject } from '../../core/extension.ts';
 import type { Connector, ExtensionHost, ObjectSource, SecurityLevel } from '../contract.ts';
 import type { RecordCodec } from './codec.ts';
-import { fileVersion, ioError, readText, type FileEncoding } from './file-io.ts';
+import { fileVersion, ioError, readText, removeStaleTemps, type FileEncoding } from './file-io.ts';
 import { lockFile } from './file-lock.ts';
 import { FileRecordSet } from './record-set.ts';
 import { LoadedRecords } from './records.ts';
@@ -36,7 +36,8 @@ export class RecordFileConnector implements Connector, ObjectSource, ExtensionHo
   }
 
   async open(): Promise<void> {
-    // A file has no connection to hold; reading it here would only duplicate test().
+    // A file has no connection to hold; only clear what a writer killed mid-write left behind.
+    await removeStaleTemps(this.path);
   }
 
   async close(): Promise<void> {

@@ -141,3 +141,18 @@ test('record file: all records are listed in file order', async () => {
   const { connector } = fileConnector('delimited', CSV);
   assert.deepEqual((await all(connector)).map((o) => [o.id, o.attributes.name]), [['1', 'Zoé'], ['2', 'Ærø']]);
 });
+
+test('open() removes temp files a killed writer left, and keeps a live writer\'s', async () => {
+  const { mkdtempSync, writeFileSync, readdirSync } = await import('node:fs');
+  const path = await import('node:path');
+  const { removeStaleTemps } = await import('../../connectors/files/file-io.ts');
+  const { testDir } = await import('../lib/dirs.ts');
+  const dir = mkdtempSync(path.join(testDir('stale'), 'd-'));
+  const file = path.join(dir, 'people.csv');
+  writeFileSync(file, 'id\n1\n');
+  writeFileSync(path.join(dir, '.people.csv.2147483000.abcdef.tmp'), 'half');
+  writeFileSync(path.join(dir, `.people.csv.${process.pid}.abcdef.tmp`), 'live');
+  writeFileSync(path.join(dir, '.other.csv.2147483000.abcdef.tmp'), 'not ours');
+  assert.equal(await removeStaleTemps(file), 1);
+  assert.deepEqual(readdirSync(dir).sort(), ['.other.csv.2147483000.abcdef.tmp', `.people.csv.${process.pid}.abcdef.tmp`, 'people.csv']);
+});

@@ -1,0 +1,21 @@
+import type { Command } from 'commander';
+import { createLogger } from '../core/log.ts';
+import { loadHubConfig } from '../config/load.ts';
+import { startHub } from '../hub/service.ts';
+import { untilSignal } from './signals.ts';
+
+export function register(program: Command): void {
+  program.command('hub')
+    .description('Run the hub: gRPC ingest, joins, and the connectors\' set-operations.')
+    .requiredOption('-c, --config <file>', 'the hub YAML')
+    .action(async (opts: { config: string }) => {
+      const config = await loadHubConfig(opts.config);
+      const log = createLogger({ level: config.hub.log.level, file: config.hub.log.file, name: 'pwsync-hub' });
+      const hub = await startHub(config, log);
+      const signal = await untilSignal();
+      log.info({ signal }, 'stopping: draining in-flight set-operations');
+      await hub.stop();
+      log.info('hub stopped');
+      log.flush();
+    });
+}

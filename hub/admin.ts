@@ -1,0 +1,61 @@
+import type { Broker } from '../core/broker.ts';
+import { UsageError } from '../core/errors.ts';
+import { encode, type OperationRecord, type OperationStatus, type SyncStatus } from './records.ts';
+import type { HubState } from './state.ts';
+import { opsSubject } from './targets.ts';
+
+export interface StatusQuery {
+  account?: { domain?: string; samAccountName: string };
+  connector?: string;
+  failedOnly?: boolean;
+}
+
+const same = (a: string, b: string): boolean => a.toLowerCase() === b.toLowerCase();
+
+/** What `pwsync status` shows: per (account, connector) sync state, and the operations behind it. */
+export async function queryStatus(state: HubState, q: StatusQuery): Promise<{ sync: SyncStatus[]; operations: OperationStatus[] }> {
+  const match = (s: { domain: string; samAccountName: string; connector: string }): boolean =>
+    (!q.account || (same(s.samAccountName, q.account.samAccountName) && (!q.account.domain || same(s.domain, q.account.domain))))
+    && (!q.connector || s.connector === q.connector);
+  const sync = (await state.listSync()).filter(match)
+    .filter((s) => !q.failedOnly || s.state === 'out-of-sync')
+    .sort((a, b) => a.samAccountName.localeCompare(b.samAccountName) || a.connector.localeCompare(b.connector));
+  const operations = (await state.listOperations())
+    .filter((o) => match({ ...o.account, connector: o.connector }))
+    .filter((o) => !q.failedOnly || o.state === 'failed')
+    .sort((a, b) => a.updatedAt - b.updatedAt);
+  return { sync, operations };
+}
+
+/**
+ * Re-queues a failed set-operation with its sealed password, as if new: attempts start again.
+ * Works while the hub runs (it picks the operation up) or is stopped (it does at start).
+ */
+export async function retryOperation(broker: Broker, state: HubState, opId: string): Promise<OperationStatus> {
+  const status = await state.getOperation(opId);
+  if (!status) throw new UsageError(`no set-operation ${opId}: list them with \`pwsync status --failed\``);
+  if (status.state !== 'failed') throw new UsageError(`set-operation ${opId} is ${status.state}, not failed: only failed operations are retried`);
+  if (!status.envelope) {
+    throw new UsageError(`set-operation ${opId} no longer holds its sealed password (${status.eventId === 6919 ? 'a newer change was applied' : 'kept only for hub.keepFailedFor'}): the person must change the password again`);
+  }
+  const op: OperationRecord = {
+    opId, changeId: status.changeId, connector: status.connector, objectId: status.objectId,
+    account: status.account, changeTime: status.changeTime, envelope: status.envelope,
+  };
+  const requeued: OperationStatus = { ...status, state: 'queued', attempts: 0, eventId: undefined, reason: 'retried by an admin', updatedAt: Date.now() };
+  await state.putOperation(requeued);
+  await broker.publish(opsSubject(status.connector), encode(op), { msgId: `${opId}.retry.${Date.now()}` });
+  return requeued;
+}
+
+/** Drops the sealed passwords of failures older than `keepMs`; returns how many. */
+export async function purgeFailedEnvelopes(state: HubState, keepMs: number, now = Date.now()): Promise<number> {
+  let n = 0;
+  for (const o of await state.listOperations()) {
+    if (o.state === 'failed' && o.envelope && o.updatedAt < now - keepMs) {
+      await state.putOperation({ ...o, envelope: undefined });
+      n++;
+    }
+  }
+  return n;
+}

@@ -1,0 +1,110 @@
+import { isExtensionHost, isNativePasswordSetter } from '../connectors/contract.ts';
+import { bindingMismatch, open, type Keyring } from '../core/envelope.ts';
+import { ObjectNotFoundError, TargetUnavailableError, type OperationContext, type TargetObject } from '../core/extension.ts';
+import { PwsyncError } from '../core/errors.ts';
+import type { OperationRecord } from './records.ts';
+import type { Target } from './targets.ts';
+
+/** The outcome of one set-operation in a batch: undefined for success, else what was thrown. */
+export type Outcomes = Map<string, unknown>;
+
+/**
+ * Opens an operation's envelope (only here, in the worker) and checks that its header is the
+ * change the operation claims to carry, so a payload cannot be replayed onto another account.
+ */
+function openFor(op: OperationRecord, keyring: Keyring): ReturnType<typeof open> {
+  const opened = open(Buffer.from(op.envelope, 'base64'), keyring);
+  const a = op.account;
+  const field = bindingMismatch(opened.header, {
+    changeId: Buffer.from(op.changeId, 'hex'), changeTime: op.changeTime, domain: opened.header.domain,
+    samAccountName: a.samAccountName, objectGuid: a.objectGuid, objectSid: a.objectSid, upn: a.upn, dn: a.dn,
+    sourceHost: opened.header.sourceHost,
+  });
+  if (field || opened.header.domain.toLowerCase() !== a.domain.toLowerCase()) {
+    opened.password.dispose();
+    throw new PwsyncError(6946, `the sealed password belongs to another ${field ?? 'domain'} than operation ${op.opId}`);
+  }
+  return opened;
+}
+
+function contextOf(op: OperationRecord, t: Target): OperationContext {
+  return {
+    operationId: op.opId, changeId: op.changeId, changeTime: op.changeTime, connector: t.config.name,
+    account: op.account, log: t.log.child({ opId: op.opId, changeId: op.changeId }),
+  };
+}
+
+/**
+ * Applies a batch of set-operations to one connector: between one beginConnection and one
+ * endConnection for an extension, one call each for a native connector. Each password is a
+ * Secret only for the length of its set call, then wiped.
+ */
+export async function applyBatch(t: Target, ops: readonly OperationRecord[], keyring: Keyring): Promise<Outcomes> {
+  const outcomes: Outcomes = new Map();
+  const connector = t.connector;
+  if (t.extension && isExtensionHost(connector)) {
+    const ext = t.extension;
+    let handle: Awaited<ReturnType<typeof connector.connect>>;
+    try {
+      handle = await connector.connect();
+    } catch (e) {
+      for (const op of ops) outcomes.set(op.opId, e);
+      return outcomes;
+    }
+    try {
+      await ext.beginConnection?.(handle.connection);
+      for (const op of ops) {
+        let password;
+        try {
+          const object: TargetObject = handle.connection.kind === 'records'
+            ? handle.connection.records.get(op.objectId) ?? throwNotFound(op.objectId, handle.connection.records.location)
+            : { id: op.objectId, attributes: {} };
+          password = openFor(op, keyring).password;
+          await ext.setPassword!(object, password, contextOf(op, t));
+          outcomes.set(op.opId, undefined);
+        } catch (e) {
+          outcomes.set(op.opId, e);
+        } finally {
+          password?.dispose();
+        }
+      }
+      try {
+        await ext.endConnection?.();
+      } catch (e) {
+        for (const [id, o] of outcomes) if (o === undefined) outcomes.set(id, e);
+      }
+    } catch (e) {
+      for (const op of ops) if (outcomes.get(op.opId) === undefined) outcomes.set(op.opId, e);
+    } finally {
+      await handle.release().catch((e: unknown) => t.log.warn({ err: String(e) }, 'releasing the connection failed'));
+    }
+    return outcomes;
+  }
+  if (isNativePasswordSetter(connector)) {
+    for (const op of ops) {
+      let password;
+      try {
+        password = openFor(op, keyring).password;
+        await connector.setPassword({ id: op.objectId, attributes: {} }, password, contextOf(op, t));
+        outcomes.set(op.opId, undefined);
+      } catch (e) {
+        outcomes.set(op.opId, e);
+      } finally {
+        password?.dispose();
+      }
+    }
+    return outcomes;
+  }
+  for (const op of ops) outcomes.set(op.opId, new PwsyncError(6922, `connector ${t.config.name} cannot set passwords`));
+  return outcomes;
+}
+
+function throwNotFound(id: string, where: string): never {
+  throw new ObjectNotFoundError(id, where);
+}
+
+/** Anything that is not a PwsyncError is an I/O or programming failure: retried, not lost. */
+export function asPwsyncError(e: unknown): PwsyncError {
+  if (e instanceof PwsyncError) return e;
+  return new TargetUnavailableError(e instanceof Error ? e.message : 'unknown failure', { cause: e });
+}

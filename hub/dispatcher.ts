@@ -1,0 +1,196 @@
+import { createHash } from 'node:crypto';
+import type { Broker, Delivery } from '../core/broker.ts';
+import { subjectToken } from '../core/broker.ts';
+import type { Keyring } from '../core/envelope.ts';
+import { EVENTS, type EventId } from '../core/events.ts';
+import { applyBatch, asPwsyncError } from './apply.ts';
+import { decode, type OperationRecord, type OperationStatus } from './records.ts';
+import type { HubState } from './state.ts';
+import { opsSubject, type Target } from './targets.ts';
+
+interface Item {
+  delivery: Delivery;
+  op: OperationRecord;
+}
+
+type WorkerState = 'running' | 'draining' | 'stopped';
+
+/**
+ * Applies one connector's set-operations. Operations are spread over `concurrency` lanes by
+ * target object, so one object is never set twice at once and its operations keep their order;
+ * each lane applies up to `batchSize` at a time. Latest wins: an operation older than the change
+ * last applied to its object is not applied (6919).
+ */
+export class ConnectorWorker {
+  private readonly lanes: Item[][];
+  private readonly busy: boolean[];
+  private readonly running = new Set<Promise<void>>();
+  private queued = 0;
+  private state: WorkerState = 'running';
+  private wake?: () => void;
+
+  constructor(
+    private readonly target: Target,
+    private readonly broker: Broker,
+    private readonly hubState: HubState,
+    private readonly keyring: Keyring,
+  ) {
+    const n = target.config.concurrency;
+    this.lanes = Array.from({ length: n }, () => []);
+    this.busy = Array.from({ length: n }, () => false);
+  }
+
+  private get capacity(): number {
+    return this.target.config.concurrency * this.target.config.batchSize * 2;
+  }
+
+  async run(signal: AbortSignal): Promise<void> {
+    const c = this.target.config;
+    const consumer = await this.broker.consumer(`ops-${subjectToken(c.name)}`, opsSubject(c.name), {
+      ackWaitMs: Math.max(c.timeout * 2, 60_000),
+    });
+    while (!signal.aborted) {
+      if (this.queued >= this.capacity) {
+        await new Promise<void>((r) => { this.wake = r; setTimeout(r, 1000); });
+        continue;
+      }
+      const batch = await consumer.fetch({ max: this.capacity - this.queued, expiresMs: 1000, signal });
+      for (const delivery of batch) this.enqueue(delivery);
+    }
+    this.state = 'draining';
+    await Promise.allSettled([...this.running]);
+    this.state = 'stopped';
+  }
+
+  private enqueue(delivery: Delivery): void {
+    let op: OperationRecord;
+    try {
+      op = decode<OperationRecord>(delivery.data);
+    } catch {
+      this.target.log.error({ seq: delivery.seq }, 'unreadable set-operation dropped');
+      void delivery.terminate();
+      return;
+    }
+    const lane = createHash('sha1').update(op.objectId).digest().readUInt32BE(0) % this.lanes.length;
+    this.lanes[lane]!.push({ delivery, op });
+    this.queued++;
+    this.pump(lane);
+  }
+
+  private pump(lane: number): void {
+    if (this.busy[lane] || this.lanes[lane]!.length === 0) return;
+    this.busy[lane] = true;
+    const items = this.lanes[lane]!.splice(0, this.target.config.batchSize);
+    const p = this.process(items)
+      .catch((e: unknown) => this.target.log.error({ err: String(e) }, 'set-operation batch failed unexpectedly; its operations are redelivered'))
+      .finally(() => {
+        this.running.delete(p);
+        this.queued -= items.length;
+        this.busy[lane] = false;
+        this.wake?.();
+        if (this.state === 'running') this.pump(lane);
+      });
+    this.running.add(p);
+  }
+
+  private async process(items: Item[]): Promise<void> {
+    const t = this.target;
+    const statuses = new Map<string, OperationStatus>();
+    for (const { op } of items) statuses.set(op.opId, await this.statusOf(op));
+    if (t.refusal) {
+      await Promise.all(items.map((i) => this.fail(i, statuses.get(i.op.opId)!, t.refusal!.eventId, t.refusal!.reason)));
+      return;
+    }
+    const newest = new Map<string, Item>();
+    for (const i of items) {
+      const seen = newest.get(i.op.objectId);
+      if (!seen || i.op.changeTime >= seen.op.changeTime) newest.set(i.op.objectId, i);
+    }
+    const apply: Item[] = [];
+    for (const i of items) {
+      const status = statuses.get(i.op.opId)!;
+      if (newest.get(i.op.objectId) !== i) {
+        await this.fail(i, status, 6919, 'a newer change for the same object is being applied');
+        continue;
+      }
+      const latest = await this.hubState.latestApplied(t.config.name, i.op.objectId);
+      if (latest && i.op.changeTime < latest.changeTime) {
+        await this.fail(i, status, 6919, `change of ${new Date(i.op.changeTime).toISOString()} is older than the one applied (${new Date(latest.changeTime).toISOString()})`);
+        continue;
+      }
+      status.state = 'in-progress';
+      status.attempts += 1;
+      status.nextAttemptAt = undefined;
+      status.updatedAt = Date.now();
+      apply.push(i);
+    }
+    if (apply.length === 0) return;
+    await Promise.all(apply.map((i) => this.hubState.putOperation(statuses.get(i.op.opId)!)));
+    const outcomes = await applyBatch(t, apply.map((i) => i.op), this.keyring);
+    await Promise.all(apply.map(async (i) => {
+      const status = statuses.get(i.op.opId)!;
+      const outcome = outcomes.get(i.op.opId);
+      if (outcome === undefined && outcomes.has(i.op.opId)) return this.succeed(i, status);
+      const err = asPwsyncError(outcome ?? new Error('no outcome recorded'));
+      if (!err.retryable) return this.fail(i, status, err.eventId, err.message);
+      if (status.attempts > t.config.retry.count) {
+        return this.fail(i, status, 6941, `gave up after ${status.attempts} attempts; last: ${err.message}`);
+      }
+      return this.retry(i, status, err.message);
+    }));
+  }
+
+  private async statusOf(op: OperationRecord): Promise<OperationStatus> {
+    return await this.hubState.getOperation(op.opId) ?? {
+      opId: op.opId, changeId: op.changeId, connector: op.connector, objectId: op.objectId,
+      account: op.account, changeTime: op.changeTime, state: 'queued', attempts: 0, updatedAt: Date.now(),
+      envelope: op.envelope,
+    };
+  }
+
+  private async succeed(i: Item, status: OperationStatus): Promise<void> {
+    const now = Date.now();
+    await Promise.all([
+      this.hubState.recordApplied(i.op.connector, i.op.objectId, i.op.changeTime, i.op.changeId),
+      this.hubState.putOperation({ ...status, state: 'successful', eventId: 6947, reason: undefined, envelope: undefined, updatedAt: now }),
+      this.updateSync(i.op, { state: 'in-sync', eventId: undefined, reason: undefined }),
+    ]);
+    await i.delivery.ack();
+    this.target.log.info({ eventId: 6947, opId: i.op.opId, changeId: i.op.changeId, objectId: i.op.objectId, attempts: status.attempts }, EVENTS[6947].text);
+  }
+
+  private async retry(i: Item, status: OperationStatus, reason: string): Promise<void> {
+    const delay = this.target.config.retry.interval;
+    const next = Date.now() + delay;
+    await Promise.all([
+      this.hubState.putOperation({ ...status, state: 'retrying', eventId: 6940, reason, nextAttemptAt: next, updatedAt: Date.now() }),
+      this.updateSync(i.op, { state: 'pending', eventId: 6940, reason: `retrying at ${new Date(next).toISOString()}: ${reason}` }),
+    ]);
+    await i.delivery.retryAfter(delay);
+    this.target.log.warn({ eventId: 6940, opId: i.op.opId, objectId: i.op.objectId, attempt: status.attempts, nextAttemptAt: new Date(next).toISOString(), reason }, EVENTS[6940].text);
+  }
+
+  /** Logged once with its event id, never retried (the operation's delivery is terminated). */
+  private async fail(i: Item, status: OperationStatus, eventId: EventId, reason: string): Promise<void> {
+    await Promise.all([
+      this.hubState.putOperation({
+        ...status, state: 'failed', eventId, reason, nextAttemptAt: undefined, updatedAt: Date.now(),
+        // A stale change is never worth retrying: drop its sealed password now.
+        envelope: eventId === 6919 ? undefined : status.envelope,
+      }),
+      eventId === 6919 ? Promise.resolve() : this.updateSync(i.op, { state: 'out-of-sync', eventId, reason }),
+    ]);
+    await i.delivery.terminate();
+    const level = EVENTS[eventId].severity === 'error' ? 'error' : 'warn';
+    this.target.log[level]({ eventId, opId: i.op.opId, changeId: i.op.changeId, objectId: i.op.objectId, reason }, EVENTS[eventId].text);
+  }
+
+  private async updateSync(op: OperationRecord, s: { state: 'in-sync' | 'pending' | 'out-of-sync'; eventId: number | undefined; reason: string | undefined }): Promise<void> {
+    const prior = await this.hubState.getSync(op.account, op.connector);
+    if (prior && prior.changeTime > op.changeTime) return;
+    await this.hubState.putSync({
+      domain: op.account.domain, samAccountName: op.account.samAccountName, connector: op.connector,
+      objectId: op.objectId, opId: op.opId, changeTime: op.changeTime, updatedAt: Date.now(), ...s,
+    });
+  }
+}

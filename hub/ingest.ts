@@ -1,0 +1,91 @@
+import type { Logger } from 'pino';
+import type { Broker } from '../core/broker.ts';
+import { subjectToken } from '../core/broker.ts';
+import { bindingMismatch, parseHeader, type Binding, type Keyring } from '../core/envelope.ts';
+import { describeError } from '../core/errors.ts';
+import type { ChangeAck } from '../proto/generated/pwsync/v1/ChangeAck.ts';
+import type { SealedChange__Output } from '../proto/generated/pwsync/v1/SealedChange.ts';
+import { encode, type ChangeRecord } from './records.ts';
+
+const MAX_ENVELOPE = 64 * 1024;
+
+/** Decides whether a caller may speak for a domain. The DC check over LDAP plugs in here. */
+export interface DomainAuthorizer {
+  authorize(caller: string, domain: string): Promise<string | undefined>;
+}
+
+export const allowConfiguredDomains: DomainAuthorizer = { authorize: async () => undefined };
+
+export const changeSubject = (domain: string): string => `changes.${subjectToken(domain.toLowerCase())}`;
+
+/**
+ * The hub's front door: checks each sealed change, stores it durably (still sealed) and only then
+ * acknowledges it. Duplicates (same change id) are acknowledged as such and stored once. The
+ * envelope is not opened here: only the worker that applies a password opens it.
+ */
+export class Ingest {
+  private readonly domains: Map<string, string>;
+
+  constructor(
+    private readonly broker: Broker,
+    private readonly keyring: Keyring,
+    domains: readonly string[],
+    private readonly authorizer: DomainAuthorizer,
+    private readonly log: Logger,
+  ) {
+    this.domains = new Map(domains.map((d) => [d.toLowerCase(), d]));
+  }
+
+  /** One ack per change, in order. Throws only when nothing could be stored (the caller retries). */
+  async submit(changes: readonly SealedChange__Output[], caller: string): Promise<ChangeAck[]> {
+    return Promise.all(changes.map((c) => this.one(c, caller)));
+  }
+
+  private async one(c: SealedChange__Output, caller: string): Promise<ChangeAck> {
+    const changeId = c.changeId ?? Buffer.alloc(0);
+    const reject = (reason: string): ChangeAck => {
+      this.log.warn({ eventId: 6946, changeId: changeId.toString('hex'), domain: c.domain, account: c.account?.samAccountName, caller, reason }, 'change rejected');
+      return { changeId, status: 'REJECTED', reason };
+    };
+    const problem = this.check(c);
+    if (problem) return reject(problem);
+    const domain = this.domains.get(c.domain.toLowerCase());
+    if (!domain) return reject(`domain ${JSON.stringify(c.domain)} is not served by this hub (event 6949): add it under domains: in the hub YAML`);
+    const refused = await this.authorizer.authorize(caller, domain);
+    if (refused) return reject(refused);
+    const a = c.account!;
+    const claimed: Binding = {
+      changeId, changeTime: c.changeTimeMs, domain: c.domain, samAccountName: a.samAccountName,
+      objectGuid: a.objectGuid, objectSid: a.objectSid, upn: a.userPrincipalName, dn: a.distinguishedName,
+      sourceHost: c.sourceDc,
+    };
+    try {
+      const { header } = parseHeader(c.sealedPassword);
+      if (!this.keyring.get(header.keyId)) {
+        return reject(`sealed for key id ${header.keyId.toString('hex')}, but this hub opens only ${this.keyring.ids().join(', ')}: give the notifier the hub's current public key`);
+      }
+      const field = bindingMismatch(header, claimed);
+      if (field) return reject(`the sealed password's header names another ${field} than the change: it was sealed for another account or change`);
+    } catch (e) {
+      return reject(describeError(e));
+    }
+    const record: ChangeRecord = {
+      changeId: changeId.toString('hex'), domain, sourceDc: c.sourceDc,
+      account: { domain, samAccountName: a.samAccountName, objectGuid: a.objectGuid, objectSid: a.objectSid, upn: a.userPrincipalName, dn: a.distinguishedName },
+      changeTime: c.changeTimeMs, envelope: c.sealedPassword.toString('base64'), receivedAt: Date.now(), caller,
+    };
+    const ack = await this.broker.publish(changeSubject(domain), encode(record), { msgId: record.changeId });
+    this.log.debug({ changeId: record.changeId, account: a.samAccountName, duplicate: ack.duplicate }, 'change stored');
+    return { changeId, status: ack.duplicate ? 'DUPLICATE' : 'ACCEPTED_DURABLE', reason: '' };
+  }
+
+  private check(c: SealedChange__Output): string | undefined {
+    if (!c.changeId || c.changeId.length !== 16) return 'change_id must be 16 bytes';
+    if (!c.domain) return 'domain is empty';
+    if (!c.account || !c.account.samAccountName) return 'account.sam_account_name is empty';
+    if (!Number.isSafeInteger(c.changeTimeMs) || c.changeTimeMs <= 0) return 'change_time_ms must be a positive time in ms since the epoch';
+    if (!c.sealedPassword || c.sealedPassword.length === 0) return 'sealed_password is empty';
+    if (c.sealedPassword.length > MAX_ENVELOPE) return `sealed_password is larger than ${MAX_ENVELOPE} bytes`;
+    return undefined;
+  }
+}

@@ -1,0 +1,79 @@
+import type { AccountRef } from '../core/extension.ts';
+
+/**
+ * What the hub keeps in its broker: a change as accepted from a notifier, and a set-operation
+ * (one change applied to one joined object). Both carry the password only as the sealed envelope
+ * (base64 of ciphertext), opened by the worker that applies it.
+ */
+export interface ChangeRecord {
+  changeId: string;
+  domain: string;
+  sourceDc: string;
+  account: AccountRef;
+  changeTime: number;
+  envelope: string;
+  receivedAt: number;
+  caller: string;
+}
+
+export interface OperationRecord {
+  opId: string;
+  changeId: string;
+  connector: string;
+  objectId: string;
+  account: AccountRef;
+  changeTime: number;
+  envelope: string;
+}
+
+export type OperationState = 'queued' | 'in-progress' | 'successful' | 'retrying' | 'failed';
+
+/** What `pwsync status` shows for one set-operation. */
+export interface OperationStatus {
+  opId: string;
+  changeId: string;
+  connector: string;
+  objectId: string;
+  account: AccountRef;
+  changeTime: number;
+  state: OperationState;
+  attempts: number;
+  nextAttemptAt?: number;
+  eventId?: number;
+  reason?: string;
+  updatedAt: number;
+  /** The sealed password, kept until the operation succeeds or its failure is older than
+   *  `keepFailedFor`, so that `pwsync retry` can re-queue it. */
+  envelope?: string;
+}
+
+export type SyncState = 'in-sync' | 'pending' | 'out-of-sync' | 'not-joined';
+
+/** Per (account, connector): did the latest password arrive, and if not, why. */
+export interface SyncStatus {
+  domain: string;
+  samAccountName: string;
+  connector: string;
+  state: SyncState;
+  objectId?: string;
+  opId?: string;
+  changeTime: number;
+  eventId?: number;
+  reason?: string;
+  updatedAt: number;
+}
+
+export const encode = (v: unknown): Buffer => Buffer.from(JSON.stringify(v), 'utf8');
+export const decode = <T>(b: Buffer): T => JSON.parse(b.toString('utf8')) as T;
+
+/** KV keys are dot-separated tokens; names and ids from outside are base64url-encoded. */
+export const keyPart = (s: string): string => Buffer.from(s, 'utf8').toString('base64url') || '-';
+
+export function accountKey(a: { domain: string; samAccountName: string }): string {
+  return keyPart(`${a.domain.toLowerCase()}\\${a.samAccountName.toLowerCase()}`);
+}
+
+/** The stable source anchor of an account: its objectGUID when known, else domain\name. */
+export function sourceAnchor(a: AccountRef): string {
+  return a.objectGuid ? `guid:${a.objectGuid.toLowerCase()}` : `name:${a.domain.toLowerCase()}\\${a.samAccountName.toLowerCase()}`;
+}

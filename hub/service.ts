@@ -1,0 +1,93 @@
+import { mkdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import type { Logger } from 'pino';
+import type { Broker } from '../core/broker.ts';
+import { openSqliteBroker } from '../core/broker-sqlite.ts';
+import { keyringOf, privateRecipientFromPem, type Keyring } from '../core/envelope.ts';
+import { describeError, UsageError } from '../core/errors.ts';
+import type { HubConfig } from '../config/schema.ts';
+import { createHubServer, tlsOnlyServer } from '../proto/channel.ts';
+import { purgeFailedEnvelopes } from './admin.ts';
+import { ConnectorWorker } from './dispatcher.ts';
+import { allowConfiguredDomains, Ingest } from './ingest.ts';
+import { Resolver } from './resolver.ts';
+import { HubState } from './state.ts';
+import { closeTarget, openTarget, type Target } from './targets.ts';
+
+export type HubConfigFile = Readonly<HubConfig> & { readonly baseDir: string };
+
+export interface RunningHub {
+  readonly port: number;
+  readonly state: HubState;
+  stop(): Promise<void>;
+}
+
+export function hubDatabase(config: Pick<HubConfig, 'hub'>): string {
+  return path.join(config.hub.dataDir, 'hub.db');
+}
+
+export function loadKeyring(files: readonly string[]): Keyring {
+  return keyringOf(files.map((f) => {
+    try {
+      return privateRecipientFromPem(readFileSync(f));
+    } catch (e) {
+      throw new UsageError(`hub.keys: cannot read a P-256 private key from ${f} (${describeError(e)}); create one with \`pwsync keys generate\``);
+    }
+  }));
+}
+
+/**
+ * Starts the hub: broker, connectors with their joins and extensions, the resolver and one worker
+ * per connector, then the gRPC ingest last (nothing is acknowledged before everything is ready).
+ * `stop()` refuses new calls, lets in-flight batches finish within `shutdownGrace`, then closes.
+ */
+export async function startHub(config: HubConfigFile, log: Logger): Promise<RunningHub> {
+  const keyring = loadKeyring(config.hub.keys);
+  mkdirSync(config.hub.dataDir, { recursive: true, mode: 0o700 });
+  const broker: Broker = openSqliteBroker({ file: hubDatabase(config), log: log.child({ component: 'broker' }) });
+  const targets: Target[] = [];
+  const abort = new AbortController();
+  const loops: Promise<void>[] = [];
+  let server: Awaited<ReturnType<typeof createHubServer>> | undefined;
+  let purge: NodeJS.Timeout | undefined;
+  const close = async (): Promise<void> => {
+    abort.abort();
+    if (purge) clearInterval(purge);
+    await server?.close(config.hub.shutdownGrace);
+    await Promise.race([Promise.allSettled(loops), new Promise((r) => setTimeout(r, config.hub.shutdownGrace).unref())]);
+    await Promise.allSettled(targets.map(closeTarget));
+    await broker.close();
+  };
+  try {
+    const state = await HubState.open(broker);
+    const joinStore = await broker.kv('joins');
+    for (const c of config.connectors) targets.push(await openTarget(c, config.baseDir, joinStore, log));
+    const resolver = new Resolver(broker, state, targets, 5000, log.child({ component: 'resolver' }));
+    loops.push(resolver.run(abort.signal));
+    for (const t of targets) loops.push(new ConnectorWorker(t, broker, state, keyring).run(abort.signal));
+    for (const l of loops) l.catch((e: unknown) => log.fatal({ err: describeError(e) }, 'a hub loop stopped'));
+    const ingest = new Ingest(broker, keyring, config.domains.map((d) => d.name), allowConfiguredDomains, log.child({ component: 'ingest' }));
+    server = await createHubServer({
+      listen: config.hub.listen,
+      tlsCert: readFileSync(config.hub.tls.cert),
+      tlsKey: readFileSync(config.hub.tls.key),
+      maxMessageBytes: config.hub.maxMessageBytes,
+      auth: tlsOnlyServer(),
+      hubId: config.hub.id,
+      log: log.child({ component: 'grpc' }),
+      submit: (req, caller) => ingest.submit(req.changes, caller.principal),
+    });
+    const runPurge = (): void => {
+      purgeFailedEnvelopes(state, config.hub.keepFailedFor)
+        .then((n) => { if (n > 0) log.info({ purged: n }, 'dropped sealed passwords of old failures'); })
+        .catch((e: unknown) => log.warn({ err: describeError(e) }, 'purging old failures failed'));
+    };
+    purge = setInterval(runPurge, 3_600_000).unref();
+    runPurge();
+    log.info({ listen: config.hub.listen, port: server.port, connectors: targets.map((t) => t.config.name) }, 'hub started');
+    return { port: server.port, state, stop: close };
+  } catch (e) {
+    await close().catch(() => undefined);
+    throw e;
+  }
+}

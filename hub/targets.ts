@@ -1,0 +1,75 @@
+import type { Logger } from 'pino';
+import path from 'node:path';
+import {
+  isExtensionHost, isNativePasswordSetter, isObjectSource, type Connector, type ObjectSource,
+} from '../connectors/contract.ts';
+import { createConnector } from '../connectors/registry.ts';
+import { wrapConnector } from '../connectors/wrap.ts';
+import type { KvStore } from '../core/broker.ts';
+import { subjectToken } from '../core/broker.ts';
+import type { EventId } from '../core/events.ts';
+import type { ExtensionEnv, PasswordExtension } from '../core/extension.ts';
+import { UsageError } from '../core/errors.ts';
+import { loadExtension } from '../extensions/loader.ts';
+import type { ConnectorConfig } from '../config/schema.ts';
+import { ConnectorJoins } from './joins.ts';
+
+export const opsSubject = (connector: string): string => `ops.${subjectToken(connector)}`;
+
+/** Why a connector cannot take set-operations at all; every operation for it fails with this. */
+export interface Refusal {
+  eventId: EventId;
+  reason: string;
+}
+
+/** One connector as the hub runs it: the wrapped connector, its joins, its extension. */
+export interface Target {
+  readonly config: ConnectorConfig;
+  readonly connector: Connector;
+  readonly joins?: ConnectorJoins;
+  readonly extension?: PasswordExtension;
+  readonly refusal?: Refusal;
+  readonly log: Logger;
+}
+
+export async function openTarget(config: ConnectorConfig, baseDir: string, joinStore: KvStore, parentLog: Logger): Promise<Target> {
+  const log = parentLog.child({ connector: config.name });
+  const resolvePath = (p: string): string => path.resolve(baseDir, p);
+  const inner = createConnector(config.name, config.kind, config.connection, { log, resolvePath });
+  const connector = wrapConnector(inner, { timeoutMs: config.timeout, log });
+  await connector.open();
+  if (!isObjectSource(connector)) {
+    throw new UsageError(`connector ${config.name}: kind ${config.kind} cannot list objects, so join rules cannot be evaluated`);
+  }
+  const known = await connector.attributes();
+  const unknown = config.join.filter((r) => !known.includes(r.target));
+  if (unknown.length > 0) {
+    throw new UsageError(`connector ${config.name}: join rule names attribute${unknown.length > 1 ? 's' : ''} ${unknown.map((r) => r.target).join(', ')}, which its objects do not have (they have: ${known.join(', ')}); fix connectors[].join[].target`);
+  }
+  const joins = new ConnectorJoins(connector as Connector & ObjectSource, config.join, joinStore, log);
+  let extension: PasswordExtension | undefined;
+  let refusal: Refusal | undefined;
+  if (config.extension) {
+    const env: ExtensionEnv = { connector: config.name, log, resolvePath };
+    const loaded = await loadExtension({ module: config.extension.module, settings: config.extension.settings }, env);
+    extension = loaded.extension;
+    if (!loaded.canSet) refusal = { eventId: 6928, reason: `the password extension ${loaded.source} has no setPassword` };
+  }
+  if (!config.enabled) {
+    refusal = { eventId: 6921, reason: `password management is disabled for connector ${config.name} (enabled: false)` };
+  } else if (!refusal && !isNativePasswordSetter(connector) && !(isExtensionHost(connector) && extension)) {
+    refusal = { eventId: 6922, reason: `connector ${config.name} (kind ${config.kind}) sets passwords only through a password extension, and none is configured` };
+  } else if (!refusal && config.requireSecureConnection && connector.securityLevel() === 'plain') {
+    refusal = { eventId: 6951, reason: `connector ${config.name} requires a secure connection and its channel is not encrypted` };
+  }
+  if (refusal) log.warn({ eventId: refusal.eventId }, `connector cannot set passwords: ${refusal.reason}`);
+  return { config, connector, joins, extension, refusal, log };
+}
+
+export async function closeTarget(t: Target): Promise<void> {
+  try {
+    await t.extension?.close?.();
+  } finally {
+    await t.connector.close();
+  }
+}
