@@ -5,7 +5,16 @@ import { UsageError } from '../core/errors.ts';
  * The `pwsync` command line. Each command lives in its own module and registers itself; a
  * command's failure prints one clear line (what is wrong, how to fix it) and exits non-zero.
  */
-const COMMANDS: ReadonlyArray<() => Promise<{ register(program: Command): void }>> = [];
+const COMMANDS: ReadonlyArray<() => Promise<{ register(program: Command): void }>> = [
+  () => import('./hub.ts'),
+  () => import('./notifier.ts'),
+  () => import('./hook.ts'),
+  () => import('./status.ts'),
+  () => import('./config.ts'),
+  () => import('./keys.ts'),
+  () => import('./tls.ts'),
+  () => import('./demo.ts'),
+];
 
 export async function main(argv: readonly string[]): Promise<number> {
   const program = new Command('pwsync')

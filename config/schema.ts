@@ -45,7 +45,7 @@ export const SecretRef = Type.Union([
 export type SecretRef = Static<typeof SecretRef>;
 
 const LogSchema = Type.Object({
-  level: Type.Union(['trace', 'debug', 'info', 'warn', 'error', 'fatal'].map((l) => Type.Literal(l)), { default: 'info', description: 'Least severe level written.' }),
+  level: Type.Union((['trace', 'debug', 'info', 'warn', 'error', 'fatal'] as const).map((l) => Type.Literal(l)), { default: 'info', description: 'Least severe level written.' }),
   file: Type.Optional(Path('Append the log to this file instead of standard output.')),
 }, { additionalProperties: false, default: {} });
 

@@ -1,0 +1,237 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { chmodSync, existsSync, lstatSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { stringify } from 'yaml';
+import { generateRecipientKeys } from '../core/keys.ts';
+import { generateTlsMaterial } from '../core/tls-gen.ts';
+
+/**
+ * A complete pwsync on one machine, in one folder: keys, TLS material, hub and notifier YAML,
+ * target files, and the hub and notifier as real processes. Used by `npm start` (the demo), the
+ * end-to-end and crash tests, and the benchmark.
+ */
+export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+export const PWSYNC_BIN = path.join(REPO, 'bin', 'pwsync.mjs');
+export const EXAMPLE_EXTENSION = path.join(REPO, 'extensions', 'examples', 'scrypt-hash', 'index.ts');
+export const DOMAIN = 'corp.example.com';
+
+export interface LabConnector {
+  name: string;
+  kind: 'delimited' | 'fixed-width' | 'avp' | 'ldif' | 'dsml';
+  /** The target file's name under targets/ and its initial content. */
+  file: string;
+  content: string;
+  connection?: Record<string, unknown>;
+  join: Array<{ target: string; source: string; ignoreCase?: boolean }>;
+  enabled?: boolean;
+  /** Extension settings; `null` for a connector with no extension (6922). */
+  extension?: Record<string, unknown> | null;
+  extensionModule?: string;
+  retry?: { count?: number; interval?: string };
+  concurrency?: number;
+  batchSize?: number;
+}
+
+export interface LabTarget {
+  name: string;
+  enabled?: boolean;
+  retryInterval?: string;
+}
+
+export interface LabOptions {
+  root: string;
+  connectors: LabConnector[];
+  targets?: LabTarget[];
+  logLevel?: string;
+}
+
+export interface Service {
+  readonly proc: ChildProcess;
+  readonly exited: Promise<number | null>;
+  stderr(): string;
+}
+
+async function until<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined> | T | undefined, service?: Service): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await probe();
+    if (v !== undefined) return v;
+    if (service && service.proc.exitCode !== null) {
+      throw new Error(`${what}: the process exited with ${service.proc.exitCode}: ${service.stderr().trim()}`);
+    }
+    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms${service ? `; stderr: ${service.stderr().trim()}` : ''}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+export function spawnPwsync(args: string[], opts: { cwd?: string; stdin?: Buffer } = {}): Service {
+  const proc = spawn(process.execPath, [PWSYNC_BIN, ...args], {
+    cwd: opts.cwd ?? REPO, stdio: [opts.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'],
+  });
+  let err = '';
+  let out = '';
+  proc.stderr!.on('data', (d: Buffer) => { err = (err + d.toString()).slice(-20_000); });
+  proc.stdout!.on('data', (d: Buffer) => { out = (out + d.toString()).slice(-200_000); });
+  if (opts.stdin) proc.stdin!.end(opts.stdin);
+  const exited = new Promise<number | null>((r) => proc.once('exit', (code) => r(code)));
+  return Object.assign({ proc, exited, stderr: () => err }, { stdout: () => out });
+}
+
+export class Lab {
+  readonly hubConfig: string;
+  readonly notifierConfig: string;
+  readonly hookSocket: string;
+  readonly hubLog: string;
+  readonly notifierLog: string;
+  hubPort = 0;
+  hub?: Service;
+  notifier?: Service;
+
+  private constructor(readonly root: string, readonly options: LabOptions) {
+    this.hubConfig = path.join(root, 'hub.yaml');
+    this.notifierConfig = path.join(root, 'notifier.yaml');
+    this.hookSocket = path.join(root, 'run', 'hook.sock');
+    this.hubLog = path.join(root, 'logs', 'hub.log');
+    this.notifierLog = path.join(root, 'logs', 'notifier.log');
+  }
+
+  static async create(options: LabOptions): Promise<Lab> {
+    const lab = new Lab(options.root, options);
+    await lab.writeFiles();
+    return lab;
+  }
+
+  targetFile(name: string): string {
+    const c = this.options.connectors.find((x) => x.name === name);
+    if (!c) throw new Error(`no connector ${name} in this lab`);
+    return path.join(this.root, 'targets', c.file);
+  }
+
+  private async writeFiles(): Promise<void> {
+    const root = this.root;
+    for (const d of ['keys', 'tls', 'targets', 'logs', 'run']) mkdirSync(path.join(root, d), { recursive: true, mode: 0o700 });
+    const keys = generateRecipientKeys();
+    writeFileSync(path.join(root, 'keys', 'hub.key'), keys.privatePem, { mode: 0o600 });
+    writeFileSync(path.join(root, 'keys', 'hub.pub'), keys.publicPem);
+    const tls = await generateTlsMaterial({ hosts: ['127.0.0.1', 'localhost', '::1'] });
+    writeFileSync(path.join(root, 'tls', 'ca.pem'), tls.caCertPem);
+    writeFileSync(path.join(root, 'tls', 'hub.crt'), tls.certPem);
+    writeFileSync(path.join(root, 'tls', 'hub.key'), tls.keyPem, { mode: 0o600 });
+    for (const c of this.options.connectors) writeFileSync(path.join(root, 'targets', c.file), c.content);
+    await this.writeHubConfig('127.0.0.1:0');
+  }
+
+  /** The hub listens on a port chosen at first start, written back into both YAML files. */
+  private async writeHubConfig(listen: string): Promise<void> {
+    const o = this.options;
+    const hub = {
+      hub: {
+        id: 'lab-hub', listen, tls: { cert: 'tls/hub.crt', key: 'tls/hub.key' }, keys: ['keys/hub.key'],
+        dataDir: 'hub-data', log: { level: o.logLevel ?? 'info', file: 'logs/hub.log' }, shutdownGrace: '5s',
+      },
+      domains: [{ name: DOMAIN }],
+      connectors: o.connectors.map((c) => ({
+        name: c.name, kind: c.kind, enabled: c.enabled ?? true,
+        connection: { path: `targets/${c.file}`, ...c.connection },
+        join: c.join,
+        retry: { count: c.retry?.count ?? 3, interval: c.retry?.interval ?? '1s' },
+        concurrency: c.concurrency ?? 2, batchSize: c.batchSize ?? 100,
+        ...(c.extension === null ? {} : {
+          extension: { module: c.extensionModule ?? EXAMPLE_EXTENSION, settings: c.extension ?? { attribute: 'pwdHash', cost: 1024 } },
+        }),
+      })),
+    };
+    writeFileSync(this.hubConfig, `# yaml-language-server: $schema=${path.join(REPO, 'config/schema/hub.schema.json')}\n${stringify(hub)}`);
+    const targets = o.targets ?? [{ name: 'lab-hub' }];
+    const notifier = {
+      notifier: {
+        domain: DOMAIN, host: 'dc1.corp.example.com', dataDir: 'notifier-data',
+        hook: { socket: 'run/hook.sock', timeout: '5s' }, log: { level: o.logLevel ?? 'info', file: 'logs/notifier.log' },
+        shutdownGrace: '5s',
+      },
+      targets: targets.map((t) => ({
+        name: t.name, enabled: t.enabled ?? true, address: `127.0.0.1:${listen.split(':')[1]}`,
+        tls: { ca: 'tls/ca.pem' }, publicKey: 'keys/hub.pub',
+        retryInterval: t.retryInterval ?? '200ms', maxRetryInterval: '2s', batchSize: 100, timeout: '10s',
+      })),
+    };
+    writeFileSync(this.notifierConfig, `# yaml-language-server: $schema=${path.join(REPO, 'config/schema/notifier.schema.json')}\n${stringify(notifier)}`);
+  }
+
+  async startHub(timeoutMs = 30_000): Promise<Service> {
+    if (this.hubPort === 0) {
+      this.hubPort = await freePort();
+      await this.writeHubConfig(`127.0.0.1:${this.hubPort}`);
+    }
+    const s = spawnPwsync(['hub', '--config', this.hubConfig]);
+    this.hub = s;
+    // The hub opens its gRPC port last, once everything behind it is ready.
+    await until('hub start', timeoutMs, () => canConnect({ port: this.hubPort, host: '127.0.0.1' }), s);
+    return s;
+  }
+
+  async startNotifier(timeoutMs = 30_000): Promise<Service> {
+    const startedAt = Date.now();
+    const s = spawnPwsync(['notifier', '--config', this.notifierConfig]);
+    this.notifier = s;
+    // Ready when a new socket is bound (a killed notifier leaves its old one behind). No probe
+    // connection: an empty request is, rightly, a warning in the notifier's log.
+    await until('notifier start', timeoutMs, () => {
+      if (!existsSync(this.hookSocket)) return undefined;
+      const st = lstatSync(this.hookSocket);
+      return st.isSocket() && st.ctimeMs >= startedAt - 5 ? true : undefined;
+    }, s);
+    return s;
+  }
+
+  /** SIGTERM and wait (bounded); SIGKILL if it does not stop. Returns the exit code. */
+  async stop(s: Service | undefined, timeoutMs = 20_000): Promise<number | null> {
+    if (!s || s.proc.exitCode !== null || s.proc.signalCode !== null) return s?.proc.exitCode ?? null;
+    s.proc.kill('SIGTERM');
+    const t = setTimeout(() => s.proc.kill('SIGKILL'), timeoutMs);
+    const code = await s.exited;
+    clearTimeout(t);
+    return code;
+  }
+
+  async kill(s: Service | undefined): Promise<void> {
+    if (!s || s.proc.exitCode !== null || s.proc.signalCode !== null) return;
+    s.proc.kill('SIGKILL');
+    await s.exited;
+  }
+
+  async stopAll(): Promise<void> {
+    await Promise.all([this.stop(this.notifier), this.stop(this.hub)]);
+  }
+
+  logText(): string {
+    return [this.hubLog, this.notifierLog].filter(existsSync).map((f) => readFileSync(f, 'utf8')).join('\n');
+  }
+
+  chmod(file: string, mode: number): void {
+    chmodSync(file, mode);
+  }
+}
+
+async function canConnect(to: net.NetConnectOpts): Promise<true | undefined> {
+  return new Promise((resolve) => {
+    const c = net.connect(to);
+    c.once('connect', () => { c.destroy(); resolve(true); });
+    c.once('error', () => resolve(undefined));
+  });
+}
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const a = s.address();
+      s.close(() => resolve(typeof a === 'object' && a ? a.port : 0));
+    });
+  });
+}
+
+export { until };

@@ -1,0 +1,147 @@
+import { mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { NotifierConfig, TargetConfig } from '../config/schema.ts';
+import { openSqliteBroker } from '../core/broker-sqlite.ts';
+import { subjectToken, type Broker } from '../core/broker.ts';
+import { recipientFromPem, type RecipientKey } from '../core/envelope.ts';
+import { describeError } from '../core/errors.ts';
+import type { Logger } from '../core/log.ts';
+import type { Secret } from '../core/secret.ts';
+import { createSubmitClient, tlsOnly } from '../proto/channel.ts';
+import { createCapture, type CaptureTarget } from './capture.ts';
+import { startDelivery, type HubChannel, type TargetDelivery } from './delivery.ts';
+import type { HookChange } from './hook-protocol.ts';
+import { startHookServer, type HookServer } from './hook-server.ts';
+import { includeAll, type Scope } from './scope.ts';
+
+/**
+ * The notifier service on a domain controller: the hook endpoint, the durable per-target queues
+ * (`<dataDir>/notifier.db`, ciphertext only) and one delivery loop per enabled target.
+ *
+ * Lifecycle: running → stopping (no new hook connections; requests in flight are answered) →
+ * draining (each target's call in flight may finish within shutdownGrace) → stopped (broker
+ * closed). Anything not acknowledged by then stays queued and is sent after a restart.
+ */
+export type NotifierState = 'running' | 'stopping' | 'draining' | 'stopped';
+
+export interface RunningNotifier {
+  readonly hookPath: string;
+  readonly state: NotifierState;
+  stop(): Promise<void>;
+}
+
+export interface NotifierSeams {
+  /** Which accounts each target receives; every account by default. */
+  scope?: Scope;
+  /** The channel to a target's hub; gRPC over TLS by default. */
+  channelFor?: (target: TargetConfig) => HubChannel;
+}
+
+export async function startNotifier(config: NotifierConfig, log: Logger, seams: NotifierSeams = {}): Promise<RunningNotifier> {
+  const n = config.notifier;
+  const enabled = config.targets.filter((t) => t.enabled);
+  for (const t of config.targets.filter((x) => !x.enabled)) log.info({ target: t.name }, 'target disabled: it receives nothing');
+  const captureTargets: CaptureTarget[] = enabled.map((t) => ({
+    name: t.name, token: subjectToken(t.name), recipient: targetRecipient(t),
+  }));
+  const channelFor = seams.channelFor ?? ((t: TargetConfig) => grpcChannel(t));
+  const channels: HubChannel[] = [];
+  const deliveries: TargetDelivery[] = [];
+  let hook: HookServer | undefined;
+
+  mkdirSync(n.dataDir, { recursive: true, mode: 0o700 });
+  const broker: Broker = openSqliteBroker({ file: join(n.dataDir, 'notifier.db'), log: log.child({ component: 'broker' }) });
+  const inFlight = new Set<Promise<unknown>>();
+  try {
+    for (const t of enabled) {
+      const channel = channelFor(t);
+      channels.push(channel);
+      deliveries.push(await startDelivery({
+        broker, channel, notifierId: n.host, warnAgeMs: n.queue.warnAge, maxAgeMs: n.queue.maxAge,
+        log: log.child({ component: 'delivery' }),
+        target: {
+          name: t.name, token: subjectToken(t.name), batchSize: t.batchSize,
+          retryIntervalMs: t.retryInterval, maxRetryIntervalMs: t.maxRetryInterval, timeoutMs: t.timeout,
+        },
+      }));
+    }
+    const capture = createCapture({
+      broker, targets: captureTargets, scope: seams.scope ?? includeAll, domain: n.domain, host: n.host,
+      log: log.child({ component: 'capture' }),
+    });
+    hook = await startHookServer({
+      path: n.hook.socket, mode: parseInt(n.hook.mode, 8), timeoutMs: n.hook.timeout, log: log.child({ component: 'hook' }),
+      // Tracked so that stop() closes the broker only after every change in flight is durable.
+      onChange: (change: HookChange, password: Secret) => {
+        const p = capture(change, password);
+        inFlight.add(p);
+        void p.then(() => inFlight.delete(p), () => inFlight.delete(p));
+        return p;
+      },
+    });
+  } catch (e) {
+    await Promise.all(deliveries.map((d) => d.stop()));
+    for (const c of channels) c.close();
+    await broker.close();
+    throw e;
+  }
+
+  let state: NotifierState = 'running';
+  let stopping: Promise<void> | undefined;
+  const hookServer = hook;
+  const stop = async (): Promise<void> => {
+    state = 'stopping';
+    await hookServer.close();
+    await Promise.allSettled([...inFlight]);
+    state = 'draining';
+    const drained = Promise.all(deliveries.map((d) => d.stop())).then(() => true);
+    const abandon = new AbortController();
+    const inTime = await Promise.race([drained, sleep(n.shutdownGrace, false, { signal: abandon.signal }).catch(() => false)]);
+    abandon.abort();
+    if (!inTime) log.warn({ shutdownGraceMs: n.shutdownGrace }, 'a delivery call did not finish within shutdownGrace; its changes stay queued and are sent after a restart');
+    for (const c of channels) c.close();
+    try {
+      await broker.close();
+    } catch (e) {
+      log.error({ error: describeError(e) }, 'closing the notifier queue failed');
+    }
+    state = 'stopped';
+    log.info('notifier stopped');
+  };
+  log.info({ socket: hookServer.path, targets: enabled.map((t) => t.name) }, 'notifier running');
+  return {
+    hookPath: hookServer.path,
+    get state() {
+      return state;
+    },
+    stop: () => (stopping ??= stop()),
+  };
+}
+
+function readTargetFile(t: TargetConfig, setting: string, file: string): Buffer {
+  try {
+    return readFileSync(file);
+  } catch (e) {
+    throw new Error(`target ${t.name}: cannot read ${setting} ${file}: ${describeError(e)}`);
+  }
+}
+
+function targetRecipient(t: TargetConfig): RecipientKey {
+  const pem = readTargetFile(t, 'publicKey', t.publicKey);
+  try {
+    return recipientFromPem(pem);
+  } catch (e) {
+    throw new Error(`target ${t.name}: publicKey ${t.publicKey} is not a P-256 public key in PEM: ${describeError(e)} (write it with \`pwsync keys generate\` on the hub)`);
+  }
+}
+
+function grpcChannel(t: TargetConfig): HubChannel {
+  return createSubmitClient({
+    address: t.address,
+    ca: readTargetFile(t, 'tls.ca', t.tls.ca),
+    ...(t.tls.serverName ? { serverName: t.tls.serverName } : {}),
+    auth: tlsOnly,
+    timeoutMs: t.timeout,
+  });
+}

@@ -1,0 +1,166 @@
+import assert from 'node:assert/strict';
+import { readFileSync, renameSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { after, before, test } from 'node:test';
+import { storedHash } from '../../cli/demo.ts';
+import { DOMAIN, Lab, REPO, spawnPwsync, until } from '../../cli/lab.ts';
+import { sampleConnectors } from '../../cli/samples.ts';
+import { openSqliteBroker } from '../../core/broker-sqlite.ts';
+import { verifyPassword } from '../../extensions/examples/scrypt-hash/verify.ts';
+import { queryStatus } from '../../hub/admin.ts';
+import type { OperationStatus } from '../../hub/records.ts';
+import { HubState } from '../../hub/state.ts';
+import { testDir } from '../lib/dirs.ts';
+import { testPassword } from '../lib/passwords.ts';
+
+/**
+ * One password change the whole way, each service in its own process, over real gRPC/TLS on
+ * loopback: `pwsync hook` → notifier → hub → joins → file and DSML targets.
+ */
+const csvOf = (rows: string[]): string => `id,login,pwdHash\n${rows.map((r, i) => `${i + 1},${r},`).join('\n')}\n`;
+const people = ['alice', 'bob', 'carol', 'dave', 'erin'];
+
+let lab: Lab;
+let broker: ReturnType<typeof openSqliteBroker>;
+let state: HubState;
+
+async function hook(sam: string, password: Buffer, changeTime?: number): Promise<string> {
+  const args = ['hook', '--socket', lab.hookSocket, '--domain', DOMAIN, '--sam', sam];
+  if (changeTime) args.push('--time', String(changeTime));
+  const p = spawnPwsync(args, { stdin: Buffer.concat([password, Buffer.from('\n')]) });
+  const code = await p.exited;
+  assert.equal(code, 0, `pwsync hook failed: ${p.stderr()}`);
+  return code === 0 ? 'ok' : 'failed';
+}
+
+async function ops(sam: string, connector: string): Promise<OperationStatus[]> {
+  return (await queryStatus(state, { account: { samAccountName: sam }, connector })).operations;
+}
+
+async function settled(sam: string, connector: string, count: number): Promise<OperationStatus[]> {
+  return until(`${count} settled operation(s) for ${sam} on ${connector}`, 30_000, async () => {
+    const o = await ops(sam, connector);
+    return o.length >= count && o.every((x) => x.state === 'successful' || x.state === 'failed') ? o : undefined;
+  });
+}
+
+before(async () => {
+  const files = sampleConnectors().filter((c) => c.name === 'hr-csv' || c.name === 'portal-dsml' || c.name === 'dir-ldif');
+  lab = await Lab.create({
+    root: testDir('e2e'),
+    connectors: [
+      ...files,
+      { name: 'no-ext', kind: 'delimited', file: 'noext.csv', content: csvOf(people), join: [{ target: 'login', source: 'sAMAccountName' }], extension: null },
+      { name: 'no-set', kind: 'delimited', file: 'noset.csv', content: csvOf(people), join: [{ target: 'login', source: 'sAMAccountName' }], extensionModule: path.join(REPO, 'test/fixtures/extensions/no-set.ts'), extension: {} },
+      { name: 'strict', kind: 'delimited', file: 'strict.csv', content: csvOf(['dave']), join: [{ target: 'login', source: 'sAMAccountName' }], extension: { attribute: 'pwdHash', cost: 1024, minLength: 40 } },
+      { name: 'off', kind: 'delimited', file: 'off.csv', content: csvOf(['erin']), join: [{ target: 'login', source: 'sAMAccountName' }], enabled: false },
+      { name: 'flaky', kind: 'delimited', file: 'flaky.csv', content: csvOf(['bob', 'carol']), join: [{ target: 'login', source: 'sAMAccountName' }], retry: { count: 5, interval: '2s' } },
+    ],
+    targets: [{ name: 'lab-hub' }, { name: 'standby', enabled: false }],
+  });
+  await lab.startHub();
+  await lab.startNotifier();
+  broker = openSqliteBroker({ file: path.join(lab.root, 'hub-data', 'hub.db') });
+  state = await HubState.open(broker);
+});
+
+after(async () => {
+  await broker?.close();
+  await lab?.stopAll();
+});
+
+test('a change reaches every joined target and verifies there; an unjoined target is untouched', async () => {
+  const ldifBefore = readFileSync(lab.targetFile('dir-ldif'));
+  const pw = testPassword('alice-1 çà£');
+  await hook('alice', pw);
+  for (const c of ['hr-csv', 'portal-dsml']) {
+    const [op] = await settled('alice', c, 1);
+    assert.equal(op!.state, 'successful', `${c}: ${op!.reason}`);
+    assert.equal(op!.envelope, undefined, 'a delivered operation keeps no sealed password');
+    const hash = await storedHash(lab.hubConfig, c, 'alice');
+    assert.ok(hash, `${c} holds a hash for alice`);
+    assert.equal(await verifyPassword(hash!, pw), true, `${c}: the stored hash verifies the new password`);
+    assert.equal(await verifyPassword(hash!, testPassword('alice-wrong')), false);
+  }
+  const sync = (await queryStatus(state, { account: { samAccountName: 'alice' } })).sync;
+  assert.equal(sync.find((s) => s.connector === 'dir-ldif')?.state, 'not-joined');
+  assert.match(sync.find((s) => s.connector === 'dir-ldif')!.reason!, /no object has uid "alice"/);
+  assert.deepEqual(readFileSync(lab.targetFile('dir-ldif')), ldifBefore, 'the unjoined target file is byte for byte the same');
+});
+
+test('6921, 6922, 6927, 6928 fail once with their event and are not retried', async () => {
+  await hook('dave', testPassword('short'));
+  await hook('erin', testPassword('erin-1'));
+  const expect: Array<[string, string, number]> = [['dave', 'no-ext', 6922], ['dave', 'no-set', 6928], ['dave', 'strict', 6927], ['erin', 'off', 6921]];
+  for (const [sam, connector, eventId] of expect) {
+    const [op] = await settled(sam, connector, 1);
+    assert.equal(op!.state, 'failed');
+    assert.equal(op!.eventId, eventId, `${connector}: ${op!.reason}`);
+    assert.ok(op!.attempts <= 1, `${connector}: tried ${op!.attempts} times`);
+  }
+  await new Promise((r) => setTimeout(r, 2500));
+  for (const [sam, connector] of expect) {
+    const [op] = await ops(sam, connector);
+    assert.equal(op!.state, 'failed', `${connector} stays failed, never retried`);
+    assert.ok(op!.attempts <= 1);
+  }
+  for (const [sam, connector, eventId] of expect) {
+    const [op] = await ops(sam, connector);
+    const lines = readFileSync(lab.hubLog, 'utf8').split('\n').filter((l) => l.includes(op!.opId) && l.includes(`"eventId":${eventId}`));
+    assert.equal(lines.length, 1, `${connector}: event ${eventId} is logged once for operation ${op!.opId}`);
+  }
+});
+
+test('a record that no longer exists in the target gives 6923', async () => {
+  await hook('bob', testPassword('bob-1'));
+  assert.equal((await settled('bob', 'hr-csv', 1))[0]!.state, 'successful');
+  const file = lab.targetFile('hr-csv');
+  writeFileSync(file, readFileSync(file, 'utf8').split('\n').filter((l) => !l.includes(',BOB,')).join('\n'));
+  await hook('bob', testPassword('bob-2'));
+  const o = await settled('bob', 'hr-csv', 2);
+  const failed = o.find((x) => x.state === 'failed');
+  assert.equal(failed?.eventId, 6923, JSON.stringify(o.map((x) => [x.state, x.eventId, x.reason])));
+});
+
+test('a target that fails twice then recovers gets the password on the third try', async () => {
+  await hook('carol', testPassword('carol-1'));
+  assert.equal((await settled('carol', 'flaky', 1))[0]!.state, 'successful');
+  const file = lab.targetFile('flaky');
+  renameSync(file, `${file}.away`);
+  const pw = testPassword('carol-2 €');
+  await hook('carol', pw);
+  await until('two failed attempts', 30_000, async () => {
+    const o = (await ops('carol', 'flaky')).find((x) => x.state === 'retrying' && x.attempts === 2);
+    return o;
+  });
+  renameSync(`${file}.away`, file);
+  const o = await settled('carol', 'flaky', 2);
+  const second = o.find((x) => x.attempts > 1);
+  assert.equal(second?.state, 'successful', JSON.stringify(o));
+  assert.equal(second?.attempts, 3);
+  assert.equal(await verifyPassword((await storedHash(lab.hubConfig, 'flaky', 'carol'))!, pw), true);
+});
+
+test('a change older than the one applied yields 6919 and is not applied', async () => {
+  const now = Date.now();
+  const newer = testPassword('alice-newer');
+  await hook('alice', newer, now);
+  await until('the newer change applied', 30_000, async () => (await ops('alice', 'hr-csv')).find((x) => x.changeTime === now && x.state === 'successful'));
+  await hook('alice', testPassword('alice-older'), now - 60_000);
+  const stale = await until('the older change settled', 30_000, async () => (await ops('alice', 'hr-csv')).find((x) => x.changeTime === now - 60_000 && x.state === 'failed'));
+  assert.equal(stale.eventId, 6919);
+  assert.equal(await verifyPassword((await storedHash(lab.hubConfig, 'hr-csv', 'alice'))!, newer), true, 'the newer password stays');
+});
+
+test('a disabled notifier target receives nothing and keeps nothing queued', async () => {
+  const nb = openSqliteBroker({ file: path.join(lab.root, 'notifier-data', 'notifier.db') });
+  try {
+    // A new durable consumer sees every message ever stored on its subject (and not yet cleaned up).
+    const probe = await nb.consumer('probe-standby', 'deliver.standby');
+    assert.equal((await probe.info()).pending, 0);
+    assert.deepEqual(await probe.fetch({ max: 10, expiresMs: 100 }), []);
+  } finally {
+    await nb.close();
+  }
+  assert.doesNotMatch(readFileSync(lab.notifierLog, 'utf8'), /"target":"standby"[^\n]*"msg":"[^"]*deliver/i);
+});
