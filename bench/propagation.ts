@@ -16,6 +16,7 @@ import { silentLogger } from '../core/log.ts';
 import { Secret } from '../core/secret.ts';
 import { loadHubConfig } from '../config/load.ts';
 import { loadExtension } from '../extensions/loader.ts';
+import { eachLimited } from '../hub/apply.ts';
 import { HubState } from '../hub/state.ts';
 import { sendHookChange } from '../notifier/hook-client.ts';
 
@@ -23,14 +24,14 @@ const ACCOUNTS = 1000;
 const CHANGES = Number(process.env.BENCH_CHANGES ?? 10_000);
 const PACED = Number(process.env.BENCH_PACED ?? 2_000);
 const RATE = 200;
-const COST = 1024;
+const COST = Number(process.env.BENCH_COST ?? 1024);
 const BATCH = 100;
 const sam = (i: number): string => `user${String(i % ACCOUNTS).padStart(4, '0')}`;
 const password = (i: number): Buffer => Buffer.from(`bench-pw-${i}-é€`, 'utf8');
 
 function connectors(): LabConnector[] {
   const ids = Array.from({ length: ACCOUNTS }, (_, i) => sam(i));
-  const common = { retry: { count: 10, interval: '1s' }, batchSize: BATCH, concurrency: 4, extension: { attribute: 'pwdHash', cost: COST } };
+  const common = { retry: { count: 10, interval: '1s' }, batchSize: BATCH, concurrency: 1, extension: { attribute: 'pwdHash', cost: COST } };
   return [
     { name: 'csv', kind: 'delimited', file: 'people.csv', content: `id,login,pwdHash\n${ids.map((s, i) => `${i},${s},`).join('\n')}\n`, join: [{ target: 'login', source: 'sAMAccountName' }], ...common },
     {
@@ -69,12 +70,13 @@ async function baseline(lab: Lab, changes: number): Promise<number> {
     for (let b = 0; b < changes; b += BATCH) {
       const { connection, release } = await connector.connect();
       await extension.beginConnection?.(connection);
-      for (let i = b; i < Math.min(changes, b + BATCH); i++) {
+      const batch = Array.from({ length: Math.min(changes, b + BATCH) - b }, (_, k) => b + k);
+      await eachLimited(batch, extension.concurrentSets ?? 1, async (i) => {
         const object = connection.records.get(ids.get(sam(i))!)!;
         const pw = Secret.adopt(password(i));
         await extension.setPassword!(object, pw, { operationId: String(i), changeId: String(i), changeTime: i, connector: c.name, account: { domain: DOMAIN, samAccountName: sam(i), objectGuid: '', objectSid: '', upn: '', dn: '' }, log });
         pw.dispose();
-      }
+      });
       await extension.endConnection?.();
       await release();
     }

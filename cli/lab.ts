@@ -51,6 +51,7 @@ export interface Service {
   readonly proc: ChildProcess;
   readonly exited: Promise<number | null>;
   stderr(): string;
+  stdout(): string;
 }
 
 async function until<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined> | T | undefined, service?: Service): Promise<T> {
@@ -67,7 +68,9 @@ async function until<T>(what: string, timeoutMs: number, probe: () => Promise<T 
 }
 
 export function spawnPwsync(args: string[], opts: { cwd?: string; stdin?: Buffer } = {}): Service {
-  const proc = spawn(process.execPath, [PWSYNC_BIN, ...args], {
+  // PWSYNC_PROFILE_DIR=DIR writes a V8 CPU profile of each service (for bench/ investigations).
+  const profile = process.env.PWSYNC_PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${process.env.PWSYNC_PROFILE_DIR}`] : [];
+  const proc = spawn(process.execPath, [...profile, PWSYNC_BIN, ...args], {
     cwd: opts.cwd ?? REPO, stdio: [opts.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'],
   });
   let err = '';
@@ -76,7 +79,7 @@ export function spawnPwsync(args: string[], opts: { cwd?: string; stdin?: Buffer
   proc.stdout!.on('data', (d: Buffer) => { out = (out + d.toString()).slice(-200_000); });
   if (opts.stdin) proc.stdin!.end(opts.stdin);
   const exited = new Promise<number | null>((r) => proc.once('exit', (code) => r(code)));
-  return Object.assign({ proc, exited, stderr: () => err }, { stdout: () => out });
+  return { proc, exited, stderr: () => err, stdout: () => out };
 }
 
 export class Lab {

@@ -59,6 +59,12 @@ export interface ExtensionEnv {
 }
 
 export interface PasswordExtension {
+  /**
+   * How many setPassword calls of one batch may run at once (default 1: one after another). An
+   * extension whose work waits on something else (a hash on the thread pool, a remote call) and
+   * whose connection tolerates it declares more.
+   */
+  readonly concurrentSets?: number;
   init?(settings: Readonly<Record<string, unknown>>, env: ExtensionEnv): void | Promise<void>;
   beginConnection?(connection: ExtensionConnection): void | Promise<void>;
   setPassword?(object: TargetObject, password: Secret, ctx: OperationContext): void | Promise<void>;

@@ -75,6 +75,10 @@ export async function loadExtension(spec: ExtensionSpec, env: ExtensionEnv): Pro
   }
 
   const ext = extension as PasswordExtension;
+  const c = (extension as Record<string, unknown>).concurrentSets;
+  if (c !== undefined && !(typeof c === 'number' && Number.isInteger(c) && c >= 1 && c <= 64)) {
+    throw new UsageError(`${where}: concurrentSets is ${describeType(c)}; it must be a whole number from 1 to 64 (how many setPassword calls of a batch may overlap)`);
+  }
   const canSet = typeof ext.setPassword === 'function';
   const canChange = typeof ext.changePassword === 'function';
   if (!canSet) {

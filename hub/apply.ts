@@ -53,11 +53,12 @@ export async function applyBatch(t: Target, ops: readonly OperationRecord[], key
     }
     try {
       await ext.beginConnection?.(handle.connection);
-      for (const op of ops) {
+      const connection = handle.connection;
+      await eachLimited(ops, ext.concurrentSets ?? 1, async (op) => {
         let password;
         try {
-          const object: TargetObject = handle.connection.kind === 'records'
-            ? handle.connection.records.get(op.objectId) ?? throwNotFound(op.objectId, handle.connection.records.location)
+          const object: TargetObject = connection.kind === 'records'
+            ? connection.records.get(op.objectId) ?? throwNotFound(op.objectId, connection.records.location)
             : { id: op.objectId, attributes: {} };
           password = openFor(op, keyring).password;
           await ext.setPassword!(object, password, contextOf(op, t));
@@ -67,7 +68,7 @@ export async function applyBatch(t: Target, ops: readonly OperationRecord[], key
         } finally {
           password?.dispose();
         }
-      }
+      });
       try {
         await ext.endConnection?.();
       } catch (e) {
@@ -97,6 +98,15 @@ export async function applyBatch(t: Target, ops: readonly OperationRecord[], key
   }
   for (const op of ops) outcomes.set(op.opId, new PwsyncError(6922, `connector ${t.config.name} cannot set passwords`));
   return outcomes;
+}
+
+/** Runs `fn` over `items` with at most `limit` at once (a batch never holds one object twice). */
+export async function eachLimited<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const lane = async (): Promise<void> => {
+    while (next < items.length) await fn(items[next++]!);
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, lane));
 }
 
 function throwNotFound(id: string, where: string): never {

@@ -36,7 +36,8 @@ interface StoredJoin {
  */
 export class ConnectorJoins {
   private index?: { version: string; byId: Map<string, TargetObject>; byRule: Map<string, TargetObject[]>[] };
-  private building?: Promise<void>;
+  private checking?: Promise<boolean>;
+  private unreadable = false;
 
   constructor(
     private readonly connector: Connector & ObjectSource,
@@ -45,17 +46,21 @@ export class ConnectorJoins {
     private readonly log: Logger,
   ) {}
 
-  /** Reads the connector's objects if they changed since the index was built. */
-  async refresh(force = false): Promise<boolean> {
-    if (this.building) {
-      await this.building;
-      if (!force) return false;
-    }
-    const version = await this.connector.version();
-    if (!force && this.index?.version === version) return false;
-    this.building = this.build(version).finally(() => { this.building = undefined; });
-    await this.building;
-    return true;
+  /**
+   * Rebuilds the index if the connector's objects changed since it was built. Concurrent callers
+   * (the resolver handles many changes at once) share one version check and one rebuild.
+   */
+  refresh(force = false): Promise<boolean> {
+    if (!force && this.checking) return this.checking;
+    const run = (async (): Promise<boolean> => {
+      const version = await this.connector.version();
+      if (!force && this.index?.version === version) return false;
+      await this.build(version);
+      return true;
+    })();
+    const shared: Promise<boolean> = run.finally(() => { if (this.checking === shared) this.checking = undefined; });
+    this.checking = shared;
+    return shared;
   }
 
   private async build(version: string): Promise<void> {
@@ -81,12 +86,22 @@ export class ConnectorJoins {
     return `${keyPart(this.connector.name)}.${keyPart(sourceAnchor(account))}`;
   }
 
+  /** Finds the account's object, rejoining when the connector's objects changed (an object that
+   *  moved or vanished, a new one that now matches a rule). */
   async resolve(account: AccountRef): Promise<JoinOutcome> {
-    if (!this.index) await this.refresh(true);
-    const first = await this.lookup(account);
-    if (first.joined) return first;
-    // A miss may be an object added since the index was built: look again if the objects changed.
-    return (await this.refresh()) ? this.lookup(account) : first;
+    try {
+      await this.refresh(!this.index);
+      if (this.unreadable) this.log.info({ connector: this.connector.name }, 'the connector\'s objects can be read again');
+      this.unreadable = false;
+    } catch (e) {
+      // Without any index there is nothing to join against: the resolver retries the change.
+      // With one, the join stands and the set-operation is queued: the connector's own retry
+      // policy then applies, and `pwsync status` says why it waits.
+      if (!this.index) throw e;
+      if (!this.unreadable) this.log.warn({ connector: this.connector.name, err: e instanceof Error ? e.message : String(e) }, 'cannot read the connector\'s objects; joining with the last ones read');
+      this.unreadable = true;
+    }
+    return this.lookup(account);
   }
 
   private async lookup(account: AccountRef): Promise<JoinOutcome> {

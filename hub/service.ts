@@ -44,15 +44,17 @@ export function loadKeyring(files: readonly string[]): Keyring {
 export async function startHub(config: HubConfigFile, log: Logger): Promise<RunningHub> {
   const keyring = loadKeyring(config.hub.keys);
   mkdirSync(config.hub.dataDir, { recursive: true, mode: 0o700 });
-  const broker: Broker = openSqliteBroker({ file: hubDatabase(config), log: log.child({ component: 'broker' }) });
+  const broker: Broker = openSqliteBroker({ file: hubDatabase(config), groupCommitMs: 3, log: log.child({ component: 'broker' }) });
   const targets: Target[] = [];
   const abort = new AbortController();
   const loops: Promise<void>[] = [];
   let server: Awaited<ReturnType<typeof createHubServer>> | undefined;
   let purge: NodeJS.Timeout | undefined;
+  const timers: NodeJS.Timeout[] = [];
   const close = async (): Promise<void> => {
     abort.abort();
     if (purge) clearInterval(purge);
+    for (const t of timers) clearInterval(t);
     await server?.close(config.hub.shutdownGrace);
     await Promise.race([Promise.allSettled(loops), new Promise((r) => setTimeout(r, config.hub.shutdownGrace).unref())]);
     await Promise.allSettled(targets.map(closeTarget));
@@ -83,6 +85,12 @@ export async function startHub(config: HubConfigFile, log: Logger): Promise<Runn
         .catch((e: unknown) => log.warn({ err: describeError(e) }, 'purging old failures failed'));
     };
     purge = setInterval(runPurge, 3_600_000).unref();
+    // Rebuild join indexes in the background too, so the first change after an edit finds them ready.
+    for (const t of targets) {
+      timers.push(setInterval(() => {
+        t.joins?.refresh().catch((e: unknown) => t.log.warn({ err: describeError(e) }, 'cannot read the connector\'s objects for joins'));
+      }, t.config.joinRefresh).unref());
+    }
     runPurge();
     log.info({ listen: config.hub.listen, port: server.port, connectors: targets.map((t) => t.config.name) }, 'hub started');
     return { port: server.port, state, stop: close };

@@ -51,7 +51,7 @@ export async function startNotifier(config: NotifierConfig, log: Logger, seams: 
   let hook: HookServer | undefined;
 
   mkdirSync(n.dataDir, { recursive: true, mode: 0o700 });
-  const broker: Broker = openSqliteBroker({ file: join(n.dataDir, 'notifier.db'), log: log.child({ component: 'broker' }) });
+  const broker: Broker = openSqliteBroker({ file: join(n.dataDir, 'notifier.db'), groupCommitMs: 3, log: log.child({ component: 'broker' }) });
   const inFlight = new Set<Promise<unknown>>();
   try {
     for (const t of enabled) {

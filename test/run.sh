@@ -6,6 +6,8 @@ cd "$(dirname "$0")/.."
 bash test/env/install.sh
 npx tsc --noEmit -p tsconfig.json
 export PWSYNC_TEST_ROOT="${PWSYNC_TEST_ROOT:-$(mktemp -d /tmp/pwsync-test.XXXXXX)}"
+mkdir -p "$PWSYNC_TEST_ROOT"
+echo "test run writes under $PWSYNC_TEST_ROOT"
 mapfile -t files < <(find test -name '*.test.ts' -not -path 'test/secrecy/*' | sort)
 status=0
 node --import tsx --test --test-reporter=spec "${files[@]}" || status=$?

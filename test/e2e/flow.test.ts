@@ -54,6 +54,7 @@ before(async () => {
       { name: 'no-set', kind: 'delimited', file: 'noset.csv', content: csvOf(people), join: [{ target: 'login', source: 'sAMAccountName' }], extensionModule: path.join(REPO, 'test/fixtures/extensions/no-set.ts'), extension: {} },
       { name: 'strict', kind: 'delimited', file: 'strict.csv', content: csvOf(['dave']), join: [{ target: 'login', source: 'sAMAccountName' }], extension: { attribute: 'pwdHash', cost: 1024, minLength: 40 } },
       { name: 'off', kind: 'delimited', file: 'off.csv', content: csvOf(['erin']), join: [{ target: 'login', source: 'sAMAccountName' }], enabled: false },
+      { name: 'gone', kind: 'delimited', file: 'gone.csv', content: csvOf(['bob']), join: [{ target: 'login', source: 'sAMAccountName' }], retry: { count: 5, interval: '1s' } },
       { name: 'flaky', kind: 'delimited', file: 'flaky.csv', content: csvOf(['bob', 'carol']), join: [{ target: 'login', source: 'sAMAccountName' }], retry: { count: 5, interval: '2s' } },
     ],
     targets: [{ name: 'lab-hub' }, { name: 'standby', enabled: false }],
@@ -111,15 +112,42 @@ test('6921, 6922, 6927, 6928 fail once with their event and are not retried', as
   }
 });
 
-test('a record that no longer exists in the target gives 6923', async () => {
+test('a record that vanished from the target gives 6923; `pwsync retry` re-queues it once it is back', async () => {
   await hook('bob', testPassword('bob-1'));
-  assert.equal((await settled('bob', 'hr-csv', 1))[0]!.state, 'successful');
+  assert.equal((await settled('bob', 'gone', 1))[0]!.state, 'successful');
+  const file = lab.targetFile('gone');
+  const original = readFileSync(file, 'utf8');
+  renameSync(file, `${file}.away`);
+  const pw = testPassword('bob-2 ç');
+  await hook('bob', pw);
+  await until('the first attempt failed while the file was away', 30_000, async () => (await ops('bob', 'gone')).find((x) => x.state === 'retrying'));
+  // The file comes back without bob: the queued operation's object no longer exists.
+  writeFileSync(`${file}.away`, original.split('\n').filter((l) => !l.includes(',bob,')).join('\n'));
+  renameSync(`${file}.away`, file);
+  const failed = (await settled('bob', 'gone', 2)).find((x) => x.state === 'failed');
+  assert.equal(failed?.eventId, 6923, JSON.stringify(await ops('bob', 'gone')));
+  const status = spawnPwsync(['status', '--config', lab.hubConfig, '--account', `${DOMAIN}\\bob`, '--failed']);
+  assert.equal(await status.exited, 0, status.stderr());
+  assert.match(status.stdout(), new RegExp(`${failed!.opId}.*gone.*failed.*6923`));
+  // bob is back in the file: an admin re-queues the failed operation and it lands.
+  writeFileSync(file, original);
+  const retry = spawnPwsync(['retry', '--config', lab.hubConfig, failed!.opId]);
+  assert.equal(await retry.exited, 0, retry.stderr());
+  const done = await until('the retried operation landed', 30_000, async () => (await ops('bob', 'gone')).find((x) => x.opId === failed!.opId && x.state === 'successful'));
+  assert.equal(done.attempts, 1, 'a retried operation starts counting again');
+  assert.equal(await verifyPassword((await storedHash(lab.hubConfig, 'gone', 'bob'))!, pw), true);
+});
+
+test('a joined object that moved (new anchor) is rejoined and the change still lands', async () => {
   const file = lab.targetFile('hr-csv');
-  writeFileSync(file, readFileSync(file, 'utf8').split('\n').filter((l) => !l.includes(',BOB,')).join('\n'));
-  await hook('bob', testPassword('bob-2'));
-  const o = await settled('bob', 'hr-csv', 2);
-  const failed = o.find((x) => x.state === 'failed');
-  assert.equal(failed?.eventId, 6923, JSON.stringify(o.map((x) => [x.state, x.eventId, x.reason])));
+  const before = readFileSync(file, 'utf8');
+  assert.match(before, /^1000,ALICE,/m);
+  writeFileSync(file, before.replace(/^1000,ALICE,/m, '7777,ALICE,'));
+  const pw = testPassword('alice-moved');
+  await hook('alice', pw);
+  const op = await until('the change for the moved object landed', 30_000, async () => (await ops('alice', 'hr-csv')).find((x) => x.objectId === '7777' && x.state === 'successful'));
+  assert.equal(op.attempts, 1);
+  assert.equal(await verifyPassword((await storedHash(lab.hubConfig, 'hr-csv', 'alice'))!, pw), true);
 });
 
 test('a target that fails twice then recovers gets the password on the third try', async () => {

@@ -60,6 +60,9 @@ export default defineExtension(() => {
   let records: RecordSet | undefined;
 
   return {
+    // Hashing runs on libuv's thread pool (4 threads by default): overlap that many per batch.
+    concurrentSets: 4,
+
     async init(raw) {
       settings = readSettings(raw);
       // Node checks N, r and p together (and their memory) only when deriving: find out now.
