@@ -18,6 +18,7 @@ import { loadHubConfig } from '../config/load.ts';
 import { loadExtension } from '../extensions/loader.ts';
 import { eachLimited } from '../hub/apply.ts';
 import { HubState } from '../hub/state.ts';
+import { extensionEnv } from '../hub/targets.ts';
 import { sendHookChange } from '../notifier/hook-client.ts';
 
 const ACCOUNTS = 1000;
@@ -61,7 +62,7 @@ async function baseline(lab: Lab, changes: number): Promise<number> {
   await Promise.all(config.connectors.map(async (c) => {
     const connector = createConnector(c.name, c.kind, c.connection, { log, resolvePath: (p) => path.resolve(config.baseDir, p) });
     await connector.open();
-    const { extension } = await loadExtension({ module: EXAMPLE_EXTENSION, settings: c.extension!.settings }, { connector: c.name, log, resolvePath: (p) => p });
+    const { extension } = await loadExtension({ module: EXAMPLE_EXTENSION, settings: c.extension!.settings }, extensionEnv(c.name, config.baseDir, log));
     if (!isExtensionHost(connector)) throw new Error('not an extension host');
     const ids = new Map<string, string>();
     for await (const o of (connector as unknown as { list(): AsyncIterable<{ id: string; attributes: Record<string, string> }> }).list()) {

@@ -56,6 +56,11 @@ export interface ExtensionEnv {
   readonly log: Logger;
   /** Resolves a path from the YAML relative to the YAML file's folder. */
   resolvePath(p: string): string;
+  /**
+   * Reads a secret setting written `{fromFile: PATH}` or `{fromEnv: NAME}`; an inline value is
+   * refused with an error naming the setting. The caller owns the Secret (dispose it).
+   */
+  resolveSecret(ref: unknown, setting: string): Secret;
 }
 
 export interface PasswordExtension {

@@ -19,6 +19,15 @@ export function sourceValue(account: AccountRef, attribute: SourceAttribute): st
 /** Case rule of joins: with ignoreCase, both sides are compared after Unicode lower-casing. */
 const fold = (s: string, ignoreCase: boolean): string => (ignoreCase ? s.normalize('NFC').toLowerCase() : s.normalize('NFC'));
 
+/** An object's attribute by name; LDAP-style names (LDIF, DSML) may differ in case from the rule. */
+function attributeOf(o: TargetObject, name: string): string | undefined {
+  const exact = o.attributes[name];
+  if (exact !== undefined) return exact;
+  const folded = name.toLowerCase();
+  for (const [k, v] of Object.entries(o.attributes)) if (k.toLowerCase() === folded) return v;
+  return undefined;
+}
+
 export type JoinOutcome =
   | { joined: true; object: TargetObject; rule: string; fresh: boolean }
   | { joined: false; reason: string };
@@ -69,7 +78,7 @@ export class ConnectorJoins {
     for await (const o of this.connector.list()) {
       byId.set(o.id, o);
       this.rules.forEach((r, i) => {
-        const v = o.attributes[r.target];
+        const v = attributeOf(o, r.target);
         if (v === undefined || v === '') return;
         const k = fold(v, r.ignoreCase);
         const m = byRule[i]!;
@@ -94,10 +103,15 @@ export class ConnectorJoins {
       if (this.unreadable) this.log.info({ connector: this.connector.name }, 'the connector\'s objects can be read again');
       this.unreadable = false;
     } catch (e) {
-      // Without any index there is nothing to join against: the resolver retries the change.
-      // With one, the join stands and the set-operation is queued: the connector's own retry
-      // policy then applies, and `pwsync status` says why it waits.
-      if (!this.index) throw e;
+      // The objects cannot be read (the connected system is down). A join already made stands:
+      // the set-operation is queued and the connector's own retry policy applies, so `pwsync
+      // status` says why it waits. With no join and nothing read, the resolver retries the change.
+      if (!this.index) {
+        const stored = await this.store.get(this.storeKey(account));
+        if (!stored) throw e;
+        const j = decode<StoredJoin>(stored.value);
+        return { joined: true, object: { id: j.objectId, attributes: {} }, rule: j.rule, fresh: false };
+      }
       if (!this.unreadable) this.log.warn({ connector: this.connector.name, err: e instanceof Error ? e.message : String(e) }, 'cannot read the connector\'s objects; joining with the last ones read');
       this.unreadable = true;
     }

@@ -9,9 +9,10 @@ import type { KvStore } from '../core/broker.ts';
 import { subjectToken } from '../core/broker.ts';
 import type { EventId } from '../core/events.ts';
 import type { ExtensionEnv, PasswordExtension } from '../core/extension.ts';
-import { UsageError } from '../core/errors.ts';
+import { PwsyncError, UsageError } from '../core/errors.ts';
 import { loadExtension } from '../extensions/loader.ts';
 import type { ConnectorConfig } from '../config/schema.ts';
+import { resolveSecret } from '../config/secret-ref.ts';
 import { ConnectorJoins } from './joins.ts';
 
 export const opsSubject = (connector: string): string => `ops.${subjectToken(connector)}`;
@@ -41,16 +42,12 @@ export async function openTarget(config: ConnectorConfig, baseDir: string, joinS
   if (!isObjectSource(connector)) {
     throw new UsageError(`connector ${config.name}: kind ${config.kind} cannot list objects, so join rules cannot be evaluated`);
   }
-  const known = await connector.attributes();
-  const unknown = config.join.filter((r) => !known.includes(r.target));
-  if (unknown.length > 0) {
-    throw new UsageError(`connector ${config.name}: join rule names attribute${unknown.length > 1 ? 's' : ''} ${unknown.map((r) => r.target).join(', ')}, which its objects do not have (they have: ${known.join(', ')}); fix connectors[].join[].target`);
-  }
+  await checkJoinAttributes(config, connector, log);
   const joins = new ConnectorJoins(connector as Connector & ObjectSource, config.join, joinStore, log);
   let extension: PasswordExtension | undefined;
   let refusal: Refusal | undefined;
   if (config.extension) {
-    const env: ExtensionEnv = { connector: config.name, log, resolvePath };
+    const env = extensionEnv(config.name, baseDir, log);
     const loaded = await loadExtension({ module: config.extension.module, settings: config.extension.settings }, env);
     extension = loaded.extension;
     if (!loaded.canSet) refusal = { eventId: 6928, reason: `the password extension ${loaded.source} has no setPassword` };
@@ -65,6 +62,41 @@ export async function openTarget(config: ConnectorConfig, baseDir: string, joinS
   if (refusal) log.warn({ eventId: refusal.eventId }, `connector cannot set passwords: ${refusal.reason}`);
   return { config, connector, joins, extension, refusal, log };
 }
+
+/** What an extension gets besides its settings: paths and secrets resolved as the YAML means them. */
+export function extensionEnv(connector: string, baseDir: string, log: Logger): ExtensionEnv {
+  return {
+    connector, log,
+    resolvePath: (p) => path.resolve(baseDir, p),
+    resolveSecret: (ref, setting) => resolveSecret(ref, `connector ${connector}: extension.settings.${setting}`, baseDir),
+  };
+}
+
+/**
+ * A join rule naming an attribute the connector's objects lack can never join: refuse to start.
+ * A connected system that cannot be read now is down, not misconfigured: start anyway, and its
+ * set-operations wait and retry like any others.
+ */
+async function checkJoinAttributes(config: ConnectorConfig, connector: Connector & ObjectSource, log: Logger): Promise<void> {
+  let known: readonly string[];
+  try {
+    known = await connector.attributes();
+  } catch (e) {
+    if (e instanceof PwsyncError && e.retryable) {
+      log.warn({ eventId: 6940, err: e.message }, 'cannot read the connector\'s objects now; its join rules are checked once it can be read');
+      return;
+    }
+    throw e;
+  }
+  const fold = (a: string): string => a.toLowerCase();
+  const unknown = config.join.filter((r) => !known.some((k) => k === r.target) && !(caseInsensitiveNames(config.kind) && known.some((k) => fold(k) === fold(r.target))));
+  if (unknown.length > 0) {
+    throw new UsageError(`connector ${config.name}: join rule names attribute${unknown.length > 1 ? 's' : ''} ${unknown.map((r) => r.target).join(', ')}, which its objects do not have (they have: ${known.join(', ')}); fix connectors[].join[].target`);
+  }
+}
+
+/** LDAP-style names (LDIF, DSML) compare without case; file column names do not. */
+const caseInsensitiveNames = (kind: string): boolean => kind === 'ldif' || kind === 'dsml';
 
 export async function closeTarget(t: Target): Promise<void> {
   try {

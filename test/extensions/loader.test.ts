@@ -4,13 +4,14 @@ import path from 'node:path';
 import { test } from 'node:test';
 import pino from 'pino';
 import { UsageError } from '../../core/errors.ts';
+import { extensionEnv } from '../../hub/targets.ts';
 import type { ExtensionEnv } from '../../core/extension.ts';
 import { silentLogger } from '../../core/log.ts';
 import { loadExtension } from '../../extensions/loader.ts';
 import { testDir } from '../lib/dirs.ts';
 
 const REPO = path.resolve(import.meta.dirname, '../..');
-const env: ExtensionEnv = { connector: 'hr', log: silentLogger(), resolvePath: (p) => p };
+const env: ExtensionEnv = extensionEnv('hr', process.cwd(), silentLogger());
 
 /** Writes an extension module into a fresh folder and returns its absolute path. */
 function extensionFile(source: string, name = 'ext.mjs'): string {
@@ -97,4 +98,20 @@ test('loader: an extension without setPassword loads with canSet false and a war
   assert.ok(warning, 'a warning at load');
   assert.equal(warning.level, 40);
   assert.match(warning.msg, /fails with event 6928/);
+});
+
+test('an extension reads a secret setting from a file or the environment, never inline', () => {
+  const dir = testDir('secret-setting');
+  const file = path.join(dir, 'token');
+  writeFileSync(file, Buffer.concat([Buffer.from('api-token-value'), Buffer.from('\n')]), { mode: 0o600 });
+  const hubEnv = extensionEnv('hr', dir, silentLogger());
+  const fromFile = hubEnv.resolveSecret({ fromFile: 'token' }, 'apiToken');
+  assert.equal(fromFile.use((b) => b.equals(Buffer.from('api-token-value'))), true);
+  fromFile.dispose();
+  process.env.PWSYNC_TEST_TOKEN = 'from-env';
+  const fromEnv = hubEnv.resolveSecret({ fromEnv: 'PWSYNC_TEST_TOKEN' }, 'apiToken');
+  assert.equal(fromEnv.use((b) => b.toString()), 'from-env');
+  delete process.env.PWSYNC_TEST_TOKEN;
+  assert.throws(() => hubEnv.resolveSecret('written-inline', 'apiToken'), /connector hr: extension\.settings\.apiToken.*may not be written inline.*fromFile/);
+  assert.throws(() => hubEnv.resolveSecret({ fromEnv: 'PWSYNC_NO_SUCH_VAR' }, 'apiToken'), /PWSYNC_NO_SUCH_VAR/);
 });

@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
 import { UsageError } from '../../core/errors.ts';
+import { extensionEnv } from '../../hub/targets.ts';
 import { PolicyViolationError, type ExtensionEnv, type OperationContext, type PasswordExtension, type RecordSet } from '../../core/extension.ts';
 import { silentLogger } from '../../core/log.ts';
 import { Secret } from '../../core/secret.ts';
@@ -12,7 +13,7 @@ import { all, assertEvent, fileConnector, type FileConnector } from '../connecto
 import { testPassword } from '../lib/passwords.ts';
 
 const MODULE = path.resolve(import.meta.dirname, '../../extensions/examples/scrypt-hash/index.ts');
-const env: ExtensionEnv = { connector: 'hr', log: silentLogger(), resolvePath: (p) => p };
+const env: ExtensionEnv = extensionEnv('hr', process.cwd(), silentLogger());
 const CSV = 'uid,name,pwdHash\nalice,Zoé,\nbob,François,\n';
 
 function ctx(): OperationContext {

@@ -1,0 +1,132 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { readFileSync, renameSync } from 'node:fs';
+import path from 'node:path';
+import { after, before, test } from 'node:test';
+import { DOMAIN, Lab } from '../../cli/lab.ts';
+import { sampleConnectors } from '../../cli/samples.ts';
+import { recipientFromPem, seal, type Binding } from '../../core/envelope.ts';
+import { generateRecipientKeys } from '../../core/keys.ts';
+import { createLogger } from '../../core/log.ts';
+import { Secret } from '../../core/secret.ts';
+import { loadHubConfig } from '../../config/load.ts';
+import { queryStatus } from '../../hub/admin.ts';
+import { startHub, type RunningHub } from '../../hub/service.ts';
+import { createSubmitClient, tlsOnlyClient, type SealedChange } from '../../proto/channel.ts';
+import { testDir } from '../lib/dirs.ts';
+import { testPassword } from '../lib/passwords.ts';
+import { until } from '../../cli/lab.ts';
+
+/**
+ * Bad input at the hub's front door, over real gRPC/TLS to a hub started in this process: each
+ * refused change says what is wrong, the good changes beside it are not lost, and the hub keeps
+ * serving.
+ */
+let lab: Lab;
+let hub: RunningHub;
+let client: ReturnType<typeof createSubmitClient>;
+
+function change(sam: string, password: Buffer, opts: { key?: string; sealAs?: Partial<Binding>; domain?: string } = {}): SealedChange {
+  const changeId = randomBytes(16);
+  const binding: Binding = {
+    changeId, changeTime: Date.now(), domain: opts.domain ?? DOMAIN, samAccountName: sam, objectGuid: '', objectSid: '',
+    upn: '', dn: '', sourceHost: 'dc1.corp.example.com',
+  };
+  const recipient = recipientFromPem(opts.key ?? readFileSync(path.join(lab.root, 'keys', 'hub.pub')));
+  const sealed = seal(recipient, { ...binding, ...opts.sealAs }, Secret.adopt(password));
+  return {
+    changeId, domain: binding.domain, sourceDc: binding.sourceHost, changeTimeMs: binding.changeTime, sealedPassword: sealed,
+    account: { samAccountName: sam, objectGuid: '', objectSid: '', userPrincipalName: '', distinguishedName: '' },
+  };
+}
+
+before(async () => {
+  lab = await Lab.create({ root: testDir('ingest'), connectors: sampleConnectors().filter((c) => c.name === 'hr-csv') });
+  await lab.startHub();
+  await lab.stop(lab.hub);
+  hub = await startHub(await loadHubConfig(lab.hubConfig), createLogger({ level: 'warn', file: path.join(lab.root, 'logs', 'ingest.log') }));
+  client = createSubmitClient({ address: `127.0.0.1:${hub.port}`, ca: readFileSync(path.join(lab.root, 'tls', 'ca.pem')), auth: tlsOnlyClient(), timeoutMs: 10_000 });
+});
+
+after(async () => {
+  client?.close();
+  await hub?.stop();
+});
+
+test('each bad change in a batch is rejected with its reason; the good one beside them is stored', async () => {
+  const good = change('alice', testPassword('ingest-good'));
+  const wrongKey = change('alice', testPassword('ingest-wrong-key'), { key: generateRecipientKeys().publicPem });
+  const otherAccount = change('alice', testPassword('ingest-other'), { sealAs: { samAccountName: 'bob' } });
+  const otherDomain = change('alice', testPassword('ingest-domain'), { domain: 'evil.example.org' });
+  const shortId = { ...change('alice', testPassword('ingest-id')), changeId: Buffer.alloc(3) };
+  const notEnvelope = { ...change('alice', testPassword('ingest-magic')), sealedPassword: randomBytes(200) };
+  const noAccount = { ...change('alice', testPassword('ingest-noacct')), account: null };
+  const acks = await client.submit({ notifierId: 'test', changes: [good, wrongKey, otherAccount, otherDomain, shortId, notEnvelope, noAccount] });
+  assert.deepEqual(acks.map((a) => a.status), ['ACCEPTED_DURABLE', 'REJECTED', 'REJECTED', 'REJECTED', 'REJECTED', 'REJECTED', 'REJECTED']);
+  assert.match(acks[1]!.reason, /sealed for key id [0-9a-f]{32}, but this hub opens only [0-9a-f]{32}.*public key/);
+  assert.match(acks[2]!.reason, /another samAccountName than the change: it was sealed for another account/);
+  assert.match(acks[3]!.reason, /domain "evil\.example\.org" is not served by this hub.*domains:/);
+  assert.match(acks[4]!.reason, /change_id must be 16 bytes/);
+  assert.match(acks[5]!.reason, /not a pwsync envelope/);
+  assert.match(acks[6]!.reason, /sam_account_name is empty/);
+  await until('the good change applied', 30_000, async () => (await queryStatus(hub.state, { account: { samAccountName: 'alice' } })).operations.find((o) => o.state === 'successful'));
+});
+
+test('a duplicate change id is acknowledged as such and stored once', async () => {
+  const c = change('bob', testPassword('ingest-dup'));
+  assert.equal((await client.submit({ notifierId: 'test', changes: [c] }))[0]!.status, 'ACCEPTED_DURABLE');
+  assert.equal((await client.submit({ notifierId: 'test', changes: [c] }))[0]!.status, 'DUPLICATE');
+  const ops = await until('the change applied', 30_000, async () => {
+    const o = (await queryStatus(hub.state, { account: { samAccountName: 'bob' } })).operations;
+    return o.some((x) => x.state === 'successful') ? o : undefined;
+  });
+  assert.equal(ops.length, 1);
+});
+
+test('a tampered payload passes the header checks but is refused by the worker with 6946, and nothing else is lost', async () => {
+  const tampered = change('carol', testPassword('ingest-tampered'));
+  const sealed = Buffer.from(tampered.sealedPassword as Buffer);
+  sealed[sealed.length - 20]! ^= 0x01;
+  const acks = await client.submit({ notifierId: 'test', changes: [{ ...tampered, sealedPassword: sealed }] });
+  assert.equal(acks[0]!.status, 'ACCEPTED_DURABLE');
+  const op = await until('the tampered change settled', 30_000, async () => (await queryStatus(hub.state, { account: { samAccountName: 'carol' } })).operations.find((o) => o.state === 'failed'));
+  assert.equal(op.eventId, 6946);
+  assert.match(op.reason!, /failed authentication/);
+  assert.equal(op.attempts, 1, 'never retried');
+});
+
+test('an oversized request is refused with RESOURCE_EXHAUSTED and the hub keeps serving', async () => {
+  // 5 MB of notifier id: larger than hub.maxMessageBytes (4 MiB by default).
+  const big = { notifierId: 'x'.repeat(5 * 1024 * 1024), changes: [change('alice', testPassword('ingest-big'))] };
+  await assert.rejects(client.submit(big), (e: Error & { code?: string }) => e.code === 'RESOURCE_EXHAUSTED');
+  const acks = await client.submit({ notifierId: 'test', changes: [change('alice', testPassword('ingest-after-big'))] });
+  assert.equal(acks[0]!.status, 'ACCEPTED_DURABLE');
+});
+
+test('a target file missing at start-up does not stop the hub: its operations wait and retry', async () => {
+  await hub.stop();
+  const file = lab.targetFile('hr-csv');
+  renameSync(file, `${file}.away`);
+  hub = await startHub(await loadHubConfig(lab.hubConfig), createLogger({ level: 'warn', file: path.join(lab.root, 'logs', 'ingest.log') }));
+  client.close();
+  client = createSubmitClient({ address: `127.0.0.1:${hub.port}`, ca: readFileSync(path.join(lab.root, 'tls', 'ca.pem')), auth: tlsOnlyClient(), timeoutMs: 10_000 });
+  const acks = await client.submit({ notifierId: 'test', changes: [change('bob', testPassword('ingest-missing'))] });
+  assert.equal(acks[0]!.status, 'ACCEPTED_DURABLE');
+  const retrying = await until('the operation waits for its file', 30_000, async () => (await queryStatus(hub.state, { account: { samAccountName: 'bob' } })).operations.find((o) => o.state === 'retrying'));
+  assert.match(retrying.reason!, /hr\.csv/);
+  renameSync(`${file}.away`, file);
+  await until('the operation landed once the file was back', 30_000, async () => (await queryStatus(hub.state, { account: { samAccountName: 'bob' } })).operations.find((o) => o.opId === retrying.opId && o.state === 'successful'));
+});
+
+test('the hub refuses to start, naming the fix, for a join rule on an unknown attribute or a missing extension', async () => {
+  const [csv] = sampleConnectors().filter((c) => c.name === 'hr-csv');
+  const cases: Array<[string, typeof csv, RegExp]> = [
+    ['unknown join attribute', { ...csv!, join: [{ target: 'logon', source: 'sAMAccountName' }] }, /connector hr-csv: join rule names attribute logon, which its objects do not have \(they have: id, login, name, mail, pwdHash\)/],
+    ['missing extension', { ...csv!, extensionModule: path.join(lab.root, 'no-such-extension.ts') }, /no-such-extension\.ts/],
+  ];
+  for (const [what, connector, message] of cases) {
+    const bad = await Lab.create({ root: testDir('hub-start'), connectors: [connector!] });
+    const config = await loadHubConfig(bad.hubConfig);
+    await assert.rejects(startHub(config, createLogger({ level: 'fatal', file: path.join(bad.root, 'logs', 'start.log') })), message, what);
+  }
+});
