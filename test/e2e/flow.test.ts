@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { storedHash } from '../../cli/demo.ts';
@@ -191,4 +191,20 @@ test('a disabled notifier target receives nothing and keeps nothing queued', asy
     await nb.close();
   }
   assert.doesNotMatch(readFileSync(lab.notifierLog, 'utf8'), /"target":"standby"[^\n]*"msg":"[^"]*deliver/i);
+});
+
+test('hub and notifier stop cleanly on SIGTERM: exit 0, nothing in flight lost', async () => {
+  await hook('carol', testPassword('carol-last'));
+  assert.equal(await lab.stop(lab.notifier), 0, lab.notifier!.stderr());
+  assert.equal(await lab.stop(lab.hub), 0, lab.hub!.stderr());
+  assert.equal(existsSync(lab.hookSocket), false, 'the notifier removed its socket');
+  // Whatever was acknowledged to the hook is delivered after a restart.
+  await lab.startHub();
+  await lab.startNotifier();
+  const pw = testPassword('carol-last');
+  const op = await until('carol\'s last change applied', 30_000, async () => {
+    const hash = await storedHash(lab.hubConfig, 'hr-csv', 'carol');
+    return hash && await verifyPassword(hash, pw) ? true : undefined;
+  });
+  assert.equal(op, true);
 });
