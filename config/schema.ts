@@ -96,6 +96,7 @@ export const HubSchema = Type.Object({
     maxMessageBytes: Type.Integer({ minimum: 1024, maximum: 64 * 1024 * 1024, default: 4 * 1024 * 1024, description: 'Largest gRPC request accepted.' }),
     shutdownGrace: Duration('10s', 'On SIGTERM, how long in-flight work may take to finish.'),
     keepFailedFor: Duration('72h', 'How long a failed set-operation keeps its sealed password for `pwsync retry`.'),
+    keepHistoryFor: Duration('30d', 'How long settled set-operations stay listed in `pwsync status --operations`; the per-account sync state is kept always.'),
   }, { additionalProperties: false }),
   domains: Type.Array(Type.Object({
     name: Type.String({ minLength: 1, description: 'The DNS name of a domain whose changes this hub accepts.' }),

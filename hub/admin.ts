@@ -48,14 +48,22 @@ export async function retryOperation(broker: Broker, state: HubState, opId: stri
   return requeued;
 }
 
-/** Drops the sealed passwords of failures older than `keepMs`; returns how many. */
-export async function purgeFailedEnvelopes(state: HubState, keepMs: number, now = Date.now()): Promise<number> {
-  let n = 0;
+/**
+ * Housekeeping: drops the sealed passwords of failures older than `keepFailedMs`, and forgets
+ * settled operations (successful or failed) older than `keepHistoryMs`, so the state stays bounded.
+ */
+export async function purgeOperations(state: HubState, keepFailedMs: number, keepHistoryMs: number, now = Date.now()): Promise<{ sealed: number; forgotten: number }> {
+  let sealed = 0;
+  let forgotten = 0;
   for (const o of await state.listOperations()) {
-    if (o.state === 'failed' && o.envelope && o.updatedAt < now - keepMs) {
+    const settled = o.state === 'successful' || o.state === 'failed';
+    if (settled && o.updatedAt < now - keepHistoryMs) {
+      await state.deleteOperation(o.opId);
+      forgotten++;
+    } else if (o.state === 'failed' && o.envelope && o.updatedAt < now - keepFailedMs) {
       await state.putOperation({ ...o, envelope: undefined });
-      n++;
+      sealed++;
     }
   }
-  return n;
+  return { sealed, forgotten };
 }

@@ -7,7 +7,7 @@ import { keyringOf, privateRecipientFromPem, type Keyring } from '../core/envelo
 import { describeError, UsageError } from '../core/errors.ts';
 import type { HubConfig } from '../config/schema.ts';
 import { createHubServer, tlsOnlyServer } from '../proto/channel.ts';
-import { purgeFailedEnvelopes } from './admin.ts';
+import { purgeOperations } from './admin.ts';
 import { ConnectorWorker } from './dispatcher.ts';
 import { allowConfiguredDomains, Ingest } from './ingest.ts';
 import { Resolver } from './resolver.ts';
@@ -80,9 +80,9 @@ export async function startHub(config: HubConfigFile, log: Logger): Promise<Runn
       submit: (req, caller) => ingest.submit(req.changes, caller.principal),
     });
     const runPurge = (): void => {
-      purgeFailedEnvelopes(state, config.hub.keepFailedFor)
-        .then((n) => { if (n > 0) log.info({ purged: n }, 'dropped sealed passwords of old failures'); })
-        .catch((e: unknown) => log.warn({ err: describeError(e) }, 'purging old failures failed'));
+      purgeOperations(state, config.hub.keepFailedFor, config.hub.keepHistoryFor)
+        .then((n) => { if (n.sealed + n.forgotten > 0) log.info(n, 'dropped sealed passwords of old failures and forgot old settled operations'); })
+        .catch((e: unknown) => log.warn({ err: describeError(e) }, 'purging old operations failed'));
     };
     purge = setInterval(runPurge, 3_600_000).unref();
     // Rebuild join indexes in the background too, so the first change after an edit finds them ready.

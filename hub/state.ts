@@ -39,6 +39,10 @@ export class HubState {
     }
   }
 
+  async deleteOperation(opId: string): Promise<void> {
+    await this.ops.delete(opId);
+  }
+
   async listOperations(): Promise<OperationStatus[]> {
     const out: OperationStatus[] = [];
     for (const k of await this.ops.keys()) {
