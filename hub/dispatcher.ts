@@ -144,7 +144,6 @@ export class ConnectorWorker {
     return await this.hubState.getOperation(op.opId) ?? {
       opId: op.opId, changeId: op.changeId, connector: op.connector, objectId: op.objectId,
       account: op.account, changeTime: op.changeTime, state: 'queued', attempts: 0, updatedAt: Date.now(),
-      envelope: op.envelope,
     };
   }
 
@@ -175,8 +174,9 @@ export class ConnectorWorker {
     await Promise.all([
       this.hubState.putOperation({
         ...status, state: 'failed', eventId, reason, nextAttemptAt: undefined, updatedAt: Date.now(),
-        // A stale change is never worth retrying: drop its sealed password now.
-        envelope: eventId === 6919 ? undefined : status.envelope,
+        // The sealed password travels in the queued operation; a failure keeps it for `pwsync
+        // retry` (until hub.keepFailedFor). A stale change is never worth retrying.
+        envelope: eventId === 6919 ? undefined : i.op.envelope,
       }),
       eventId === 6919 ? Promise.resolve() : this.updateSync(i.op, { state: 'out-of-sync', eventId, reason }),
     ]);

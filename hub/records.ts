@@ -42,8 +42,9 @@ export interface OperationStatus {
   eventId?: number;
   reason?: string;
   updatedAt: number;
-  /** The sealed password, kept until the operation succeeds or its failure is older than
-   *  `keepFailedFor`, so that `pwsync retry` can re-queue it. */
+  /** The sealed password of a failed operation, kept until its failure is older than
+   *  `keepFailedFor`, so that `pwsync retry` can re-queue it. (While queued or retrying, it
+   *  lives in the queued operation.) */
   envelope?: string;
 }
 

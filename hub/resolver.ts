@@ -79,7 +79,7 @@ export class Resolver {
     };
     const fresh = await this.state.createOperation({
       opId: op.opId, changeId: op.changeId, connector, objectId: op.objectId, account: op.account,
-      changeTime: op.changeTime, state: 'queued', attempts: 0, updatedAt: now, envelope: op.envelope,
+      changeTime: op.changeTime, state: 'queued', attempts: 0, updatedAt: now,
     });
     await this.broker.publish(opsSubject(connector), encode(op), { msgId: op.opId });
     if (fresh) {
