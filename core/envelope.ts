@@ -24,7 +24,9 @@ const FIXED_HEAD = 4 + 3 + 16 + 16 + 8;
 const POINT = 65;
 const NONCE = 12;
 const TAG = 16;
-const MAX_FIELD = 1024;
+/** Longest account field, in UTF-8 bytes: room for deep AD distinguished names. */
+export const MAX_FIELD_BYTES = 4096;
+const MAX_FIELD = MAX_FIELD_BYTES;
 /** Strict: an invalid byte sequence is refused rather than read as U+FFFD, so the string the hub
  *  compares is exactly the authenticated bytes (two different headers never read the same). */
 const UTF8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });

@@ -1,4 +1,5 @@
 import type { AccountRef } from '../core/extension.ts';
+import { MAX_FIELD_BYTES } from '../core/envelope.ts';
 
 /**
  * The hook's wire format on the local socket. The password never becomes a JS string: the request
@@ -10,10 +11,8 @@ import type { AccountRef } from '../core/extension.ts';
  * The reply is one JSON line: {"ok":true,"changeId":"<hex>"} or {"ok":false,"error":"…"}.
  */
 export const HOOK_PROTOCOL_VERSION = 1;
-export const MAX_HEADER_BYTES = 16 * 1024;
+export const MAX_HEADER_BYTES = 32 * 1024;
 export const MAX_PASSWORD_BYTES = 1024;
-/** The envelope's limit for one account field. */
-const MAX_FIELD_BYTES = 1024;
 export const MAX_REPLY_BYTES = 4 * 1024;
 
 /** What a hook reports about one password change, besides the password. */

@@ -29,7 +29,7 @@ const bad: Array<[string, string, RegExp]> = [
   ['zero passwordBytes', JSON.stringify({ ...good, passwordBytes: 0 }), /passwordBytes.*1 to 1024/],
   ['too many passwordBytes', JSON.stringify({ ...good, passwordBytes: 1025 }), /passwordBytes.*1 to 1024/],
   ['fractional passwordBytes', JSON.stringify({ ...good, passwordBytes: 1.5 }), /passwordBytes/],
-  ['an overlong dn', JSON.stringify({ ...good, dn: 'x'.repeat(1025) }), /dn is longer than 1024/],
+  ['an overlong dn', JSON.stringify({ ...good, dn: 'x'.repeat(4097) }), /dn is longer than 4096/],
 ];
 
 for (const [what, line, message] of bad) {

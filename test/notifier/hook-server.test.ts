@@ -104,7 +104,7 @@ const refusals: Array<[string, () => Buffer, boolean, RegExp]> = [
   ['a non-UTF-8 password', () => Buffer.concat([header({ passwordBytes: nonUtf8.length }), nonUtf8]), true, /not valid UTF-8/],
   ['a short password', () => Buffer.concat([header({ passwordBytes: 20 }), testPassword('s')]), true, /closed after \d+ of 20 password bytes/],
   ['more bytes than passwordBytes', () => Buffer.concat([header({ passwordBytes: 5 }), testPassword('too-long')]), true, /more bytes came after the header than passwordBytes \(5\)/],
-  ['an oversized header', () => Buffer.from(`{"v":1,"dn":"${'x'.repeat(17 * 1024)}`), false, /header line is longer than 16384 bytes/],
+  ['an oversized header', () => Buffer.from(`{"v":1,"dn":"${'x'.repeat(33 * 1024)}`), false, /header line is longer than 32768 bytes/],
   ['another domain', () => Buffer.concat([header({ domain: 'other.example', passwordBytes: testPassword('d').length }), testPassword('d')]), true, /other\.example.*serves corp\.example/],
   ['an empty password', () => header({ passwordBytes: 0 }), true, /passwordBytes/],
   ['nothing at all', () => Buffer.alloc(0), true, /closed before a header line came/],

@@ -113,8 +113,8 @@ const CASES: Case[] = [
   },
   {
     name: 'max-length-dn',
-    comment: 'a DN of exactly 1024 UTF-8 bytes, the largest field the format accepts',
-    binding: { ...account, dn: dnOfLength(1024), changeTime: 1767225603000 },
+    comment: 'a DN of exactly 4096 UTF-8 bytes, the largest field the format accepts',
+    binding: { ...account, dn: dnOfLength(4096), changeTime: 1767225603000 },
     password: testPassword('Long-DN'),
   },
   {
