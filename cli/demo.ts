@@ -27,21 +27,30 @@ function demoPassword(): Buffer {
   return Buffer.concat([body, Buffer.from('é€', 'utf8')]);
 }
 
-/** Reads one connector's file the way the hub does and returns the stored hash of `sam`'s object. */
-export async function storedHash(hubConfig: string, connectorName: string, sam: string): Promise<string | undefined> {
+/** Reads one connector's file once, the way the hub does, and returns the stored hash of each
+ *  account's object (joined by the connector's first rule); undefined where there is none. */
+export async function storedHashes(hubConfig: string, connectorName: string, sams: readonly string[]): Promise<Map<string, string | undefined>> {
   const config = await loadHubConfig(hubConfig);
   const spec = config.connectors.find((c) => c.name === connectorName)!;
   const connector = createConnector(spec.name, spec.kind, spec.connection, { log: silentLogger(), resolvePath: (p) => path.resolve(config.baseDir, p) });
   await connector.open();
   try {
-    if (!isObjectSource(connector)) return undefined;
+    if (!isObjectSource(connector)) throw new Error(`connector ${connectorName} cannot list its objects`);
     const rule = spec.join[0]!;
-    const [object] = await connector.find(rule.target, sam, rule.ignoreCase);
     const attribute = String(spec.extension?.settings.attribute ?? 'pwdHash');
-    return object?.attributes[attribute] || undefined;
+    const out = new Map<string, string | undefined>();
+    for (const sam of sams) {
+      const [object] = await connector.find(rule.target, sam, rule.ignoreCase);
+      out.set(sam, object?.attributes[attribute] || undefined);
+    }
+    return out;
   } finally {
     await connector.close();
   }
+}
+
+export async function storedHash(hubConfig: string, connectorName: string, sam: string): Promise<string | undefined> {
+  return (await storedHashes(hubConfig, connectorName, [sam])).get(sam);
 }
 
 export async function runDemo(opts: { keep?: boolean; dir?: string }): Promise<number> {

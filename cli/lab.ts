@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, existsSync, lstatSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -209,13 +209,6 @@ export class Lab {
     await Promise.all([this.stop(this.notifier), this.stop(this.hub)]);
   }
 
-  logText(): string {
-    return [this.hubLog, this.notifierLog].filter(existsSync).map((f) => readFileSync(f, 'utf8')).join('\n');
-  }
-
-  chmod(file: string, mode: number): void {
-    chmodSync(file, mode);
-  }
 }
 
 async function canConnect(to: net.NetConnectOpts): Promise<true | undefined> {

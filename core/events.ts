@@ -110,6 +110,3 @@ export type EventId = keyof typeof EVENTS;
 export function isEventId(n: number): n is EventId {
   return Object.hasOwn(EVENTS, n);
 }
-
-/** The events that a set-operation never retries (MIISPasswordSync's list). */
-export const NEVER_RETRIED: readonly EventId[] = [6919, 6921, 6922, 6923, 6927, 6928];

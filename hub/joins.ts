@@ -19,7 +19,7 @@ export function sourceValue(account: AccountRef, attribute: SourceAttribute): st
 /** Case rule of joins: with ignoreCase, both sides are compared after Unicode lower-casing. */
 const fold = (s: string, ignoreCase: boolean): string => (ignoreCase ? s.normalize('NFC').toLowerCase() : s.normalize('NFC'));
 
-/** An object's attribute by name; LDAP-style names (LDIF, DSML) may differ in case from the rule. */
+/** An object's attribute by name: exactly, else without case (LDAP names ignore case; a rule may differ). */
 function attributeOf(o: TargetObject, name: string): string | undefined {
   const exact = o.attributes[name];
   if (exact !== undefined) return exact;

@@ -16,15 +16,12 @@ export interface ChangeRecord {
   caller: string;
 }
 
-export interface OperationRecord {
+/** One change for one joined object: the change's identity and envelope, and where it goes. */
+export type OperationRecord = Pick<ChangeRecord, 'changeId' | 'account' | 'changeTime' | 'envelope'> & {
   opId: string;
-  changeId: string;
   connector: string;
   objectId: string;
-  account: AccountRef;
-  changeTime: number;
-  envelope: string;
-}
+};
 
 export type OperationState = 'queued' | 'in-progress' | 'successful' | 'retrying' | 'failed';
 

@@ -88,15 +88,12 @@ async function checkJoinAttributes(config: ConnectorConfig, connector: Connector
     }
     throw e;
   }
-  const fold = (a: string): string => a.toLowerCase();
-  const unknown = config.join.filter((r) => !known.some((k) => k === r.target) && !(caseInsensitiveNames(config.kind) && known.some((k) => fold(k) === fold(r.target))));
+  // The same rule as the join lookup (joins.ts attributeOf): exact name, else the name without case.
+  const unknown = config.join.filter((r) => !known.some((k) => k.toLowerCase() === r.target.toLowerCase()));
   if (unknown.length > 0) {
     throw new UsageError(`connector ${config.name}: join rule names attribute${unknown.length > 1 ? 's' : ''} ${unknown.map((r) => r.target).join(', ')}, which its objects do not have (they have: ${known.join(', ')}); fix connectors[].join[].target`);
   }
 }
-
-/** LDAP-style names (LDIF, DSML) compare without case; file column names do not. */
-const caseInsensitiveNames = (kind: string): boolean => kind === 'ldif' || kind === 'dsml';
 
 export async function closeTarget(t: Target): Promise<void> {
   try {

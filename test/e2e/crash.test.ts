@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { readdirSync } from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
-import { storedHash } from '../../cli/demo.ts';
+import { storedHashes } from '../../cli/demo.ts';
 import { DOMAIN, Lab, until } from '../../cli/lab.ts';
 import type { LabConnector } from '../../cli/lab.ts';
 import { openSqliteBroker } from '../../core/broker-sqlite.ts';
@@ -93,9 +93,11 @@ async function verifyEnd(run: Run): Promise<void> {
   } finally {
     await broker.close();
   }
+  const accounts = Array.from({ length: ACCOUNTS }, (_, a) => sam(a));
   for (const c of ['csv', 'dsml']) {
+    const hashes = await storedHashes(run.lab.hubConfig, c, accounts);
     for (let a = 0; a < ACCOUNTS; a++) {
-      const hash = await storedHash(run.lab.hubConfig, c, sam(a));
+      const hash = hashes.get(sam(a));
       assert.ok(hash, `${c} has a hash for ${sam(a)}`);
       assert.equal(await verifyPassword(hash!, testPassword(`crash-${CHANGES - ACCOUNTS + a}`)), true, `${c}: ${sam(a)} holds its latest password`);
     }
