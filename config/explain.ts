@@ -40,6 +40,9 @@ export const PATTERN_FIXES: Readonly<Record<string, string>> = {
   '^(\\[[0-9A-Fa-f:.]+\\]|[A-Za-z0-9.-]+):[0-9]{1,5}$': 'write host:port, such as `hub1.corp.example.com:7443` or `[::1]:7443`',
   '^[A-Za-z_][A-Za-z0-9_]*$': 'use letters, digits and `_`, not starting with a digit',
   '^0?[0-7]{3}$': 'write an octal file mode in quotes, such as `\'0600\'`',
+  '^[A-Za-z0-9_-]+@[A-Za-z0-9.-]+$': 'write the service as SERVICE@host, such as `PWSYNC@hub.corp.example.com` for the SPN PWSYNC/hub.corp.example.com (not PWSYNC/host@REALM)',
+  '^ldaps?://': 'write an LDAP URL such as `ldaps://dc1.corp.example.com:636` (or ldap:// with startTls: true)',
+  '^[A-Z0-9.-]+$': 'write the realm in upper case, such as `CORP.EXAMPLE.COM`',
 };
 
 const VALUE_LABELS: Readonly<Record<string, string>> = {

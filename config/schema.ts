@@ -59,6 +59,25 @@ const JoinRule = Type.Object({
   ignoreCase: Type.Boolean({ default: true, description: 'Compare without regard to case (Unicode case folding); AD names are case-insensitive, so this is the default.' }),
 }, { additionalProperties: false, description: 'The target attribute equals the source attribute. Rules are tried in order; the first that finds exactly one object joins.' });
 
+/** An LDAP connection to a domain's directory (the DC check at the hub, the scope check at the notifier). */
+const DirectorySchema = Type.Object({
+  url: Type.String({ pattern: '^ldaps?://', description: 'ldaps://host:636, or ldap://host:389 with startTls: true. Never plain: the bind password would travel in clear.' }),
+  startTls: Type.Boolean({ default: false, description: 'Upgrade an ldap:// connection with StartTLS before binding.' }),
+  ca: Path('The CA that signed the directory\'s certificate (PEM); always verified.'),
+  serverName: Type.Optional(Type.String({ minLength: 1, description: 'The name to verify in the directory\'s certificate when it differs from the URL host (Samba: DC1.example.com).' })),
+  bindDn: Type.String({ minLength: 1, description: 'The account to bind as: a DN or user@domain. Read access is enough.' }),
+  password: SecretRef,
+  baseDn: Type.Optional(Type.String({ minLength: 1, description: 'Where to search; default DC=… from the domain name.' })),
+  timeout: Duration('10s', 'Longest one directory operation may take.'),
+}, { additionalProperties: false });
+export type DirectoryConfig = StaticDecode<typeof DirectorySchema>;
+
+/** GSS host-based service name: SERVICE@host, e.g. PWSYNC@hub.example.com for the SPN PWSYNC/hub.example.com. */
+const GssService = (description: string) => Type.String({
+  pattern: '^[A-Za-z0-9_-]+@[A-Za-z0-9.-]+$',
+  description: `${description} Written SERVICE@host (GSS host-based form): PWSYNC@hub.example.com names the SPN PWSYNC/hub.example.com.`,
+});
+
 const ConnectorSchema = Type.Object({
   name: Name('The connector\'s name, used in status, events and `pwsync retry`.'),
   kind: Type.Union(CONNECTOR_KINDS.map((k) => Type.Literal(k)), { description: `What the connected system is: ${CONNECTOR_KINDS.join(', ')}.` }),
@@ -97,9 +116,20 @@ export const HubSchema = Type.Object({
     shutdownGrace: Duration('10s', 'On SIGTERM, how long in-flight work may take to finish.'),
     keepFailedFor: Duration('72h', 'How long a failed set-operation keeps its sealed password for `pwsync retry`.'),
     keepHistoryFor: Duration('30d', 'How long settled set-operations stay listed in `pwsync status --operations`; the per-account sync state is kept always.'),
+    kerberos: Type.Optional(Type.Object({
+      keytab: Path('The keytab with the key of the hub\'s SPN (samba-tool domain exportkeytab --principal=PWSYNC/hub.example.com, or ktpass).'),
+      service: GssService('The hub\'s own service name; notifiers must ask for the same.'),
+      replayCache: Path('The Kerberos replay cache file; every hub accepting for this SPN must share it (KRB5RCACHENAME=file2:PATH).'),
+      krb5Config: Type.Optional(Path('A krb5.conf to use instead of /etc/krb5.conf.')),
+    }, { additionalProperties: false, description: 'Kerberos mutual authentication of notifiers. Without it callers are authenticated by TLS alone (event 6952 at start).' })),
   }, { additionalProperties: false }),
   domains: Type.Array(Type.Object({
     name: Type.String({ minLength: 1, description: 'The DNS name of a domain whose changes this hub accepts.' }),
+    realm: Type.Optional(Type.String({ pattern: '^[A-Z0-9.-]+$', description: 'The domain\'s Kerberos realm; default: the name in upper case.' })),
+    directory: Type.Optional(DirectorySchema),
+    allowReadOnlyDCs: Type.Boolean({ default: false, description: 'Accept changes reported by read-only domain controllers.' }),
+    dcCacheTtl: Duration('10m', 'How long a DC check\'s answer is reused.'),
+    dcSilentAfter: Duration('2h', 'Event 6955 when a DC that reported has not reported (changes or heartbeat) for this long.'),
   }, { additionalProperties: false }), { minItems: 1 }),
   connectors: Type.Array(ConnectorSchema, { default: [] }),
 }, { additionalProperties: false });
@@ -120,6 +150,25 @@ export const NotifierSchema = Type.Object({
       maxAge: Duration('72h', 'Drop (event 6945) a change not delivered by then (PCNS: 72h).'),
     }, { additionalProperties: false, default: {} }),
     shutdownGrace: Duration('10s', 'On SIGTERM, how long an in-flight delivery may take.'),
+    kerberos: Type.Optional(Type.Object({
+      keytab: Type.Optional(Path('The keytab with this DC\'s machine account key (DC1$); the library renews tickets from it.')),
+      ccache: Type.Optional(Type.String({ minLength: 1, description: 'A credential cache to use instead of a keytab (FILE:/path); tickets are not renewed.' })),
+      principal: Type.Optional(Type.String({ minLength: 1, description: 'The client principal, e.g. DC1$@EXAMPLE.COM; default: the first in the keytab.' })),
+      krb5Config: Type.Optional(Path('A krb5.conf to use instead of /etc/krb5.conf.')),
+    }, { additionalProperties: false, description: 'How this DC authenticates to hubs whose target sets kerberos.service.' })),
+    directory: Type.Optional(DirectorySchema),
+    scopeCacheTtl: Duration('60s', 'How long a group-membership answer is reused.'),
+    report: Duration('60s', 'How often each hub hears that this DC is alive (and its capture state, and out-of-scope notices).'),
+    capture: Type.Optional(Type.Object({
+      samba: Type.Optional(Type.Object({
+        smbConf: Path('The DC\'s smb.conf.'),
+        gnupgHome: Path('The GnuPG home holding the key of `password hash gpg key ids` (see `pwsync samba setup`).'),
+        sambaTool: Type.String({ minLength: 1, default: 'samba-tool', description: 'The samba-tool command.' }),
+        initialSync: Type.Boolean({ default: false, description: 'On the first run, forward every account\'s current password instead of only recording a baseline.' }),
+        restartMin: Duration('2s', 'First wait before restarting syncpasswords after it exits; doubled each time.'),
+        restartMax: Duration('5m', 'Longest wait between restarts.'),
+      }, { additionalProperties: false, description: 'Capture on a Samba AD DC through `samba-tool user syncpasswords --decrypt-samba-gpg`.' })),
+    }, { additionalProperties: false })),
   }, { additionalProperties: false }),
   targets: Type.Array(Type.Object({
     name: Name('The target\'s name in logs and status.'),
@@ -134,6 +183,13 @@ export const NotifierSchema = Type.Object({
     maxRetryInterval: Duration('1h', 'Longest wait between delivery attempts.'),
     batchSize: Type.Integer({ minimum: 1, maximum: 1000, default: 100, description: 'Changes sent in one call.' }),
     timeout: Duration('10s', 'Longest one delivery call may take.'),
+    kerberos: Type.Optional(Type.Object({
+      service: GssService('The hub\'s service name (its hub.kerberos.service).'),
+    }, { additionalProperties: false, description: 'Authenticate to this hub with Kerberos (needs notifier.kerberos) and believe only answers that prove the hub.' })),
+    scope: Type.Optional(Type.Object({
+      include: Type.String({ minLength: 1, description: 'The inclusion group (sAMAccountName or DN): only its members (nested, primary group too) are sent.' }),
+      exclude: Type.Optional(Type.String({ minLength: 1, description: 'The exclusion group: its members are never sent, even if included.' })),
+    }, { additionalProperties: false, description: 'Which accounts this target receives (PCNS: Domain Users in, Domain Admins out). Needs notifier.directory. Without it every account is sent.' })),
   }, { additionalProperties: false }), { minItems: 1 }),
 }, { additionalProperties: false });
 
@@ -142,6 +198,8 @@ export type NotifierConfig = StaticDecode<typeof NotifierSchema>;
 export type ConnectorConfig = HubConfig['connectors'][number];
 export type TargetConfig = NotifierConfig['targets'][number];
 export type JoinRuleConfig = ConnectorConfig['join'][number];
+export type DomainConfig = HubConfig['domains'][number];
+export type SambaCaptureConfig = NonNullable<NonNullable<NotifierConfig['notifier']['capture']>['samba']>;
 
 export const SCHEMAS = { hub: HubSchema, notifier: NotifierSchema } as const satisfies Record<string, TSchema>;
 export { CONNECTION_SCHEMAS };

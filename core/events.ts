@@ -103,6 +103,51 @@ export const EVENTS = {
     text: 'the connector requires a secure connection and its channel is not encrypted',
     fix: 'use ldaps:// or StartTLS with a CA file, or (not recommended) set requireSecureConnection: false',
   },
+  6952: {
+    severity: 'warning', retryable: false,
+    text: 'the hub accepts notifiers authenticated by TLS alone: any caller that trusts the hub\'s CA can submit changes',
+    fix: 'set hub.kerberos (keytab, service, replayCache) and a directory for each domain so that only domain controllers are heard',
+  },
+  6953: {
+    severity: 'error', retryable: false,
+    text: 'a caller was refused: it is not a writable domain controller of the domain it reports',
+    fix: 'point the notifier at this hub only from that domain\'s DCs (machine account DC$ in Domain Controllers); allowReadOnlyDCs for RODCs',
+  },
+  6954: {
+    severity: 'error', retryable: true,
+    text: 'Kerberos authentication between notifier and hub failed',
+    fix: 'the message names the principal, the SPN and the fix (SPN, keytab, clock, realm); the change stays queued at the notifier',
+  },
+  6955: {
+    severity: 'warning', retryable: false,
+    text: 'a domain controller that reported to the hub has stopped reporting',
+    fix: 'check the notifier on that DC (service running, capture registered, hub reachable)',
+  },
+  6956: {
+    severity: 'info', retryable: false,
+    text: 'a domain controller reports to the hub (first time, or again after being silent)',
+    fix: 'nothing to do',
+  },
+  6957: {
+    severity: 'error', retryable: true,
+    text: 'the scope of a change could not be decided (group missing or directory lookup failed); the change waits, sealed',
+    fix: 'check notifier.directory and the target\'s scope groups; the change is sent or filtered once the lookup works',
+  },
+  6958: {
+    severity: 'info', retryable: false,
+    text: 'a change was not sent to a target: the account is out of its scope',
+    fix: 'add the account to the target\'s inclusion group (and not to its exclusion group) if it should be synchronized',
+  },
+  6959: {
+    severity: 'warning', retryable: true,
+    text: 'the capture source exited and is restarted after a backoff',
+    fix: 'read the capture source\'s last output in the event; changes are replayed from where it stopped',
+  },
+  6960: {
+    severity: 'error', retryable: false,
+    text: 'the hub\'s Kerberos set-up is wrong: notifiers cannot authenticate',
+    fix: 'the message names the SPN, the account and the fix (register the SPN once, export a keytab with the current kvno and AES keys)',
+  },
 } as const satisfies Record<number, EventDef>;
 
 export type EventId = keyof typeof EVENTS;

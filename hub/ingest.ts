@@ -3,18 +3,25 @@ import type { Broker } from '../core/broker.ts';
 import { subjectToken } from '../core/broker.ts';
 import { bindingMismatch, parseHeader, type Binding, type Keyring } from '../core/envelope.ts';
 import { describeError } from '../core/errors.ts';
+import type { DomainConfig } from '../config/schema.ts';
+import type { CallerIdentity } from '../proto/auth.ts';
 import type { ChangeAck } from '../proto/generated/pwsync/v1/ChangeAck.ts';
 import type { SealedChange__Output } from '../proto/generated/pwsync/v1/SealedChange.ts';
 import { encode, type ChangeRecord } from './records.ts';
 
 const MAX_ENVELOPE = 64 * 1024;
 
-/** Decides whether a caller may speak for a domain. The DC check over LDAP plugs in here. */
+/**
+ * Decides whether a caller may speak for a domain: the DC check over LDAP (hub/dc-check.ts) plugs
+ * in here. Resolves when it may; throws HubRefusal('forbidden') when it may not (the whole call is
+ * refused and the notifier keeps the changes queued), HubRefusal('unavailable') when it cannot
+ * tell now (directory down).
+ */
 export interface DomainAuthorizer {
-  authorize(caller: string, domain: string): Promise<string | undefined>;
+  authorize(caller: CallerIdentity, domain: DomainConfig): Promise<void>;
 }
 
-export const allowConfiguredDomains: DomainAuthorizer = { authorize: async () => undefined };
+export const allowConfiguredDomains: DomainAuthorizer = { authorize: async () => {} };
 
 export const changeSubject = (domain: string): string => `changes.${subjectToken(domain.toLowerCase())}`;
 
@@ -24,21 +31,31 @@ export const changeSubject = (domain: string): string => `changes.${subjectToken
  * envelope is not opened here: only the worker that applies a password opens it.
  */
 export class Ingest {
-  private readonly domains: Map<string, string>;
+  private readonly domains: Map<string, DomainConfig>;
 
   constructor(
     private readonly broker: Broker,
     private readonly keyring: Keyring,
-    domains: readonly string[],
+    domains: readonly DomainConfig[],
     private readonly authorizer: DomainAuthorizer,
     private readonly log: Logger,
   ) {
-    this.domains = new Map(domains.map((d) => [d.toLowerCase(), d]));
+    this.domains = new Map(domains.map((d) => [d.name.toLowerCase(), d]));
   }
 
-  /** One ack per change, in order. Throws only when nothing could be stored (the caller retries). */
-  async submit(changes: readonly SealedChange__Output[], caller: string): Promise<ChangeAck[]> {
-    return Promise.all(changes.map((c) => this.one(c, caller)));
+  /**
+   * One ack per change, in order. The caller is authorized for every served domain in the batch
+   * first: a refusal refuses the whole call (nothing acknowledged, the notifier keeps it all).
+   * Throws only then, or when nothing could be stored (the caller retries).
+   */
+  async submit(changes: readonly SealedChange__Output[], caller: CallerIdentity): Promise<ChangeAck[]> {
+    const served = new Set<DomainConfig>();
+    for (const c of changes) {
+      const d = typeof c.domain === 'string' ? this.domains.get(c.domain.toLowerCase()) : undefined;
+      if (d) served.add(d);
+    }
+    for (const d of served) await this.authorizer.authorize(caller, d);
+    return Promise.all(changes.map((c) => this.one(c, caller.principal)));
   }
 
   private async one(c: SealedChange__Output, caller: string): Promise<ChangeAck> {
@@ -49,10 +66,9 @@ export class Ingest {
     };
     const problem = this.check(c);
     if (problem) return reject(problem);
-    const domain = this.domains.get(c.domain.toLowerCase());
-    if (!domain) return reject(`domain ${JSON.stringify(c.domain)} is not served by this hub (event 6949): add it under domains: in the hub YAML`);
-    const refused = await this.authorizer.authorize(caller, domain);
-    if (refused) return reject(refused);
+    const served = this.domains.get(c.domain.toLowerCase());
+    if (!served) return reject(`domain ${JSON.stringify(c.domain)} is not served by this hub (event 6949): add it under domains: in the hub YAML`);
+    const domain = served.name;
     const a = c.account!;
     const claimed: Binding = {
       changeId, changeTime: c.changeTimeMs, domain: c.domain, samAccountName: a.samAccountName,

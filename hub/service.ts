@@ -68,7 +68,7 @@ export async function startHub(config: HubConfigFile, log: Logger): Promise<Runn
     loops.push(resolver.run(abort.signal));
     for (const t of targets) loops.push(new ConnectorWorker(t, broker, state, keyring).run(abort.signal));
     for (const l of loops) l.catch((e: unknown) => log.fatal({ err: describeError(e) }, 'a hub loop stopped'));
-    const ingest = new Ingest(broker, keyring, config.domains.map((d) => d.name), allowConfiguredDomains, log.child({ component: 'ingest' }));
+    const ingest = new Ingest(broker, keyring, config.domains, allowConfiguredDomains, log.child({ component: 'ingest' }));
     server = await createHubServer({
       listen: config.hub.listen,
       tlsCert: readFileSync(config.hub.tls.cert),
@@ -77,7 +77,7 @@ export async function startHub(config: HubConfigFile, log: Logger): Promise<Runn
       auth: tlsOnlyServer(),
       hubId: config.hub.id,
       log: log.child({ component: 'grpc' }),
-      submit: (req, caller) => ingest.submit(req.changes, caller.principal),
+      submit: (req, caller) => ingest.submit(req.changes, caller),
     });
     const runPurge = (): void => {
       purgeOperations(state, config.hub.keepFailedFor, config.hub.keepHistoryFor)

@@ -9,7 +9,7 @@ import { describeError } from '../core/errors.ts';
 import type { Logger } from '../core/log.ts';
 import type { Secret } from '../core/secret.ts';
 import { createSubmitClient, tlsOnly } from '../proto/channel.ts';
-import { createCapture, type CaptureTarget } from './capture.ts';
+import { createCapture, type Capture, type CaptureTarget } from './capture.ts';
 import { startDelivery, type HubChannel, type TargetDelivery } from './delivery.ts';
 import type { HookChange } from './hook-protocol.ts';
 import { startHookServer, type HookServer } from './hook-server.ts';
@@ -49,6 +49,7 @@ export async function startNotifier(config: NotifierConfig, log: Logger, seams: 
   const channels: HubChannel[] = [];
   const deliveries: TargetDelivery[] = [];
   let hook: HookServer | undefined;
+  let capture: Capture | undefined;
 
   mkdirSync(n.dataDir, { recursive: true, mode: 0o700 });
   const broker: Broker = openSqliteBroker({ file: join(n.dataDir, 'notifier.db'), groupCommitMs: 3, log: log.child({ component: 'broker' }) });
@@ -66,21 +67,24 @@ export async function startNotifier(config: NotifierConfig, log: Logger, seams: 
         },
       }));
     }
-    const capture = createCapture({
+    capture = await createCapture({
       broker, targets: captureTargets, scope: seams.scope ?? includeAll, domain: n.domain, host: n.host,
       log: log.child({ component: 'capture' }),
     });
+    const captured = capture;
     hook = await startHookServer({
       path: n.hook.socket, mode: parseInt(n.hook.mode, 8), timeoutMs: n.hook.timeout, log: log.child({ component: 'hook' }),
       // Tracked so that stop() closes the broker only after every change in flight is durable.
       onChange: (change: HookChange, password: Secret) => {
-        const p = capture(change, password);
+        const p = captured.clear(change, password);
         inFlight.add(p);
         void p.then(() => inFlight.delete(p), () => inFlight.delete(p));
         return p;
       },
     });
   } catch (e) {
+    await hook?.close();
+    await capture?.stop();
     await Promise.all(deliveries.map((d) => d.stop()));
     for (const c of channels) c.close();
     await broker.close();
@@ -90,10 +94,12 @@ export async function startNotifier(config: NotifierConfig, log: Logger, seams: 
   let state: NotifierState = 'running';
   let stopping: Promise<void> | undefined;
   const hookServer = hook;
+  const captureStop = capture!;
   const stop = async (): Promise<void> => {
     state = 'stopping';
     await hookServer.close();
     await Promise.allSettled([...inFlight]);
+    await captureStop.stop();
     state = 'draining';
     const drained = Promise.all(deliveries.map((d) => d.stop())).then(() => true);
     const abandon = new AbortController();

@@ -5,6 +5,8 @@ import type { Logger } from '../core/log.ts';
 import type { CallerIdentity, ServerAuthenticator } from './auth.ts';
 import type { ChangeAck } from './generated/pwsync/v1/ChangeAck.ts';
 import type { PingResponse } from './generated/pwsync/v1/PingResponse.ts';
+import type { ReportRequest__Output } from './generated/pwsync/v1/ReportRequest.ts';
+import type { ReportResponse } from './generated/pwsync/v1/ReportResponse.ts';
 import type { SubmitRequest__Output } from './generated/pwsync/v1/SubmitRequest.ts';
 import type { SubmitResponse } from './generated/pwsync/v1/SubmitResponse.ts';
 import { HubRefusal, statusOf } from './refusal.ts';
@@ -22,6 +24,8 @@ export interface HubServerOptions {
   auth: ServerAuthenticator;
   /** Stores the batch durably and answers one acknowledgement per change, in request order. */
   submit: (req: SubmitRequest__Output, caller: CallerIdentity) => Promise<ChangeAck[]>;
+  /** Records a notifier's report (liveness, capture state, out-of-scope notices); UNIMPLEMENTED when absent. */
+  report?: (req: ReportRequest__Output, caller: CallerIdentity) => Promise<ReportResponse>;
   hubId: string;
   /** Where handler failures the caller cannot fix (INTERNAL) are logged. */
   log?: Logger;
@@ -101,8 +105,16 @@ export async function createHubServer(opts: HubServerOptions): Promise<HubServer
 
   const sync = v1.PasswordSync.service;
   server.addService(
-    { ...sync, Submit: { ...sync.Submit, requestDeserialize: tolerant(sync.Submit.requestDeserialize) } },
     {
+      ...sync,
+      Submit: { ...sync.Submit, requestDeserialize: tolerant(sync.Submit.requestDeserialize) },
+      Report: { ...sync.Report, requestDeserialize: tolerant(sync.Report.requestDeserialize) },
+    },
+    {
+      Report: unary<ReportRequest__Output, ReportResponse>(opts, 'pwsync.v1.ReportRequest', async (req, caller) => {
+        if (!opts.report) throw new HubRefusal('unimplemented', 'this hub does not take reports: upgrade the hub to the notifier\'s version');
+        return opts.report(req, caller);
+      }),
       Submit: unary<SubmitRequest__Output, SubmitResponse>(opts, 'pwsync.v1.SubmitRequest', async (req, caller) => {
         const acks = await opts.submit(req, caller);
         if (acks.length !== req.changes.length) {

@@ -14,6 +14,8 @@ export const REFUSALS = {
   forbidden: grpc.status.PERMISSION_DENIED,
   /** The hub cannot store right now (state store busy, shutting down): the notifier retries. */
   unavailable: grpc.status.UNAVAILABLE,
+  /** The hub does not offer this call. */
+  unimplemented: grpc.status.UNIMPLEMENTED,
 } as const;
 
 export type Refusal = keyof typeof REFUSALS;

@@ -1,9 +1,11 @@
 import * as grpc from '@grpc/grpc-js';
 import { describeError } from '../core/errors.ts';
-import type { ClientAuthenticator } from './auth.ts';
+import type { ClientAuthenticator, ClientCallAuth } from './auth.ts';
 import { DeliveryError, deliveryErrorOf, type DeliveryTarget } from './delivery-error.ts';
 import type { ChangeAck__Output } from './generated/pwsync/v1/ChangeAck.ts';
 import type { PingResponse__Output } from './generated/pwsync/v1/PingResponse.ts';
+import type { ReportRequest } from './generated/pwsync/v1/ReportRequest.ts';
+import type { ReportResponse__Output } from './generated/pwsync/v1/ReportResponse.ts';
 import type { SubmitRequest } from './generated/pwsync/v1/SubmitRequest.ts';
 import type { SubmitResponse__Output } from './generated/pwsync/v1/SubmitResponse.ts';
 import { pwsyncV1 } from './service.ts';
@@ -25,6 +27,8 @@ export interface SubmitClientOptions {
 export interface SubmitClient {
   /** One acknowledgement per change, in request order; rejects with a DeliveryError. */
   submit(req: SubmitRequest): Promise<ChangeAck__Output[]>;
+  /** Tells the hub this DC is alive, its capture state and its out-of-scope notices. */
+  report(req: ReportRequest): Promise<ReportResponse__Output>;
   /** The hub's id and version: proves address, TLS and authentication work. */
   ping(): Promise<{ hubId: string; version: string }>;
   close(): void;
@@ -50,9 +54,9 @@ export function createSubmitClient(opts: SubmitClientOptions): SubmitClient {
   const admin = new v1.Admin(opts.address, credentials, { ...options, channelOverride: sync.getChannel() });
   const target: DeliveryTarget = { address: opts.address, serverName: opts.serverName, timeoutMs: opts.timeoutMs };
 
-  async function callerMetadata(): Promise<grpc.Metadata> {
+  async function startAuth(): Promise<ClientCallAuth> {
     try {
-      return await opts.auth.metadata();
+      return await opts.auth.start();
     } catch (e) {
       if (e instanceof DeliveryError) throw e;
       throw new DeliveryError('UNAUTHENTICATED', `cannot obtain credentials for the hub at ${opts.address}: ${describeError(e)}`, { cause: e, retryable: true });
@@ -60,15 +64,15 @@ export function createSubmitClient(opts: SubmitClientOptions): SubmitClient {
   }
 
   /** Makes one call; its answer counts only once the hub's initial metadata passed verifyReply. */
-  function call<T>(start: (md: grpc.Metadata, options: grpc.CallOptions, cb: grpc.requestCallback<T>) => grpc.ClientUnaryCall, md: grpc.Metadata): Promise<T> {
+  function call<T>(start: (md: grpc.Metadata, options: grpc.CallOptions, cb: grpc.requestCallback<T>) => grpc.ClientUnaryCall, auth: ClientCallAuth): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       let reply: grpc.Metadata | undefined;
-      const unary = start(md, { deadline: Date.now() + opts.timeoutMs }, (err, value) => {
+      const unary = start(auth.metadata, { deadline: Date.now() + opts.timeoutMs }, (err, value) => {
         if (err) {
           reject(deliveryErrorOf(err, target));
           return;
         }
-        opts.auth.verifyReply(reply ?? new grpc.Metadata()).then(
+        auth.verifyReply(reply ?? new grpc.Metadata()).then(
           () => resolve(value as T),
           (e: unknown) => reject(new DeliveryError('UNAUTHENTICATED',
             `the answer from ${opts.address} did not prove the hub's identity (${describeError(e)}): nothing in the batch is taken as delivered`,
@@ -81,8 +85,7 @@ export function createSubmitClient(opts: SubmitClientOptions): SubmitClient {
 
   return {
     async submit(req) {
-      const md = await callerMetadata();
-      const res = await call<SubmitResponse__Output>((m, o, cb) => sync.submit(req, m, o, cb), md);
+      const res = await call<SubmitResponse__Output>((m, o, cb) => sync.submit(req, m, o, cb), await startAuth());
       const sent = req.changes ?? [];
       const acks = res.acks;
       const mismatch = acks.length !== sent.length
@@ -93,9 +96,11 @@ export function createSubmitClient(opts: SubmitClientOptions): SubmitClient {
       }
       return acks;
     },
+    async report(req) {
+      return call<ReportResponse__Output>((m, o, cb) => sync.report(req, m, o, cb), await startAuth());
+    },
     async ping() {
-      const md = await callerMetadata();
-      const res = await call<PingResponse__Output>((m, o, cb) => admin.ping({}, m, o, cb), md);
+      const res = await call<PingResponse__Output>((m, o, cb) => admin.ping({}, m, o, cb), await startAuth());
       return { hubId: res.hubId, version: res.version };
     },
     close() {

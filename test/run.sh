@@ -8,8 +8,13 @@ npx tsc --noEmit -p tsconfig.json
 export PWSYNC_TEST_ROOT="${PWSYNC_TEST_ROOT:-$(mktemp -d /tmp/pwsync-test.XXXXXX)}"
 mkdir -p "$PWSYNC_TEST_ROOT"
 echo "test run writes under $PWSYNC_TEST_ROOT"
-mapfile -t files < <(find test -name '*.test.ts' -not -path 'test/secrecy/*' | sort)
+mapfile -t files < <(find test -name '*.test.ts' -not -path 'test/secrecy/*' -not -path 'test/samba/*' | sort)
+mapfile -t samba < <(find test/samba -name '*.test.ts' 2>/dev/null | sort)
 status=0
 node --import tsx --test --test-reporter=spec "${files[@]}" || status=$?
+# The Samba AD DC tests: each file in its own network namespace, with the DC, hub and notifier.
+for f in "${samba[@]}"; do
+  bash test/env/in-netns.sh node --import tsx --test --test-reporter=spec "$f" || status=$?
+done
 node --import tsx --test --test-reporter=spec test/secrecy/*.test.ts || status=$?
 exit $status

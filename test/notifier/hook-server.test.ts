@@ -9,7 +9,7 @@ import { subjectToken, type Broker, type Consumer } from '../../core/broker.ts';
 import { keyringOf, open, privateRecipientFromPem, recipientFromPem } from '../../core/envelope.ts';
 import { generateRecipientKeys } from '../../core/keys.ts';
 import { Secret } from '../../core/secret.ts';
-import { createCapture } from '../../notifier/capture.ts';
+import { createCapture, type Capture } from '../../notifier/capture.ts';
 import { sendHookChange } from '../../notifier/hook-client.ts';
 import { startHookServer, type HookServer } from '../../notifier/hook-server.ts';
 import { decodeQueuedChange, deliverConsumer, deliverSubject } from '../../notifier/queued-change.ts';
@@ -26,16 +26,18 @@ const { log, lines } = capturingLog();
 let broker: Broker;
 let consumers: Consumer[];
 let server: HookServer;
+let capture: Capture;
 
 before(async () => {
   broker = openSqliteBroker({ file: join(dir, 'notifier.db') });
   consumers = await Promise.all(targets.map((t) => broker.consumer(deliverConsumer(t.token), deliverSubject(t.token))));
-  const capture = createCapture({ broker, targets, scope: includeAll, domain: 'corp.example', host: 'dc1.corp.example', log });
-  server = await startHookServer({ path: socketPath, mode: 0o600, timeoutMs: TIMEOUT_MS, log, onChange: capture });
+  capture = await createCapture({ broker, targets, scope: includeAll, domain: 'corp.example', host: 'dc1.corp.example', log });
+  server = await startHookServer({ path: socketPath, mode: 0o600, timeoutMs: TIMEOUT_MS, log, onChange: (c, pw) => capture.clear(c, pw) });
 });
 
 after(async () => {
   await server.close();
+  await capture.stop();
   await broker.close();
 });
 

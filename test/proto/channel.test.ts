@@ -209,14 +209,16 @@ test('caller metadata reaches the hub, and the reply is verified before any ack 
   });
   const events: string[] = [];
   const auth = (verdict: 'accept' | 'reject'): ClientAuthenticator => ({
-    metadata: async () => {
-      const md = new grpc.Metadata();
-      md.set('x-pwsync-token', 'ap-req');
-      return md;
-    },
-    verifyReply: async (md) => {
-      events.push(`verify ${String(md.get('x-pwsync-reply')[0])}`);
-      if (verdict === 'reject') throw new Error('the reply token is not from the hub');
+    start: async () => {
+      const metadata = new grpc.Metadata();
+      metadata.set('x-pwsync-token', 'ap-req');
+      return {
+        metadata,
+        verifyReply: async (md) => {
+          events.push(`verify ${String(md.get('x-pwsync-reply')[0])}`);
+          if (verdict === 'reject') throw new Error('the reply token is not from the hub');
+        },
+      };
     },
   });
   const acks = await client(address, { auth: auth('accept') }).submit({ changes: [change(1)] });

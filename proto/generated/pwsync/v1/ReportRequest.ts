@@ -1,0 +1,49 @@
+// Original file: proto/pwsync.proto
+
+import type { CaptureState as _pwsync_v1_CaptureState, CaptureState__Output as _pwsync_v1_CaptureState__Output } from '../../pwsync/v1/CaptureState.ts';
+import type { ScopeNotice as _pwsync_v1_ScopeNotice, ScopeNotice__Output as _pwsync_v1_ScopeNotice__Output } from '../../pwsync/v1/ScopeNotice.ts';
+import type { Long } from '@grpc/proto-loader';
+
+export interface ReportRequest {
+  'notifierId'?: (string);
+  /**
+   * the DC's domain (DNS name)
+   */
+  'domain'?: (string);
+  /**
+   * the DC's host name
+   */
+  'sourceDc'?: (string);
+  'capture'?: (_pwsync_v1_CaptureState)[];
+  'notices'?: (_pwsync_v1_ScopeNotice)[];
+  /**
+   * the notifier's clock, to name a clock skew
+   */
+  'sentTimeMs'?: (number | string | Long);
+  /**
+   * changes queued for this hub at the notifier
+   */
+  'queued'?: (number);
+}
+
+export interface ReportRequest__Output {
+  'notifierId': (string);
+  /**
+   * the DC's domain (DNS name)
+   */
+  'domain': (string);
+  /**
+   * the DC's host name
+   */
+  'sourceDc': (string);
+  'capture': (_pwsync_v1_CaptureState__Output)[];
+  'notices': (_pwsync_v1_ScopeNotice__Output)[];
+  /**
+   * the notifier's clock, to name a clock skew
+   */
+  'sentTimeMs': (number);
+  /**
+   * changes queued for this hub at the notifier
+   */
+  'queued': (number);
+}
