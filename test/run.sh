@@ -4,6 +4,19 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash test/env/install.sh
+# The `kerberos` module is an optional dependency built from source against libkrb5-dev: an
+# `npm install` that ran before libkrb5-dev was there dropped it silently, and `npm rebuild`
+# cannot bring it back. It is built linked to MIT's libraries (not dlopen'ed with RTLD_DEEPBIND)
+# so that libfaketime can skew the hub's clock in the Kerberos tests.
+export npm_config_kerberos_use_rtld=false
+if ! node -e "require('kerberos')" 2>/dev/null; then
+  echo "building the kerberos module (npm install)"
+  npm install --no-audit --no-fund
+fi
+if ! ldd node_modules/kerberos/build/Release/kerberos.node | grep -q libkrb5; then
+  echo "rebuilding the kerberos module linked to libkrb5 (for the clock-skew tests)"
+  npm rebuild kerberos
+fi
 npx tsc --noEmit -p tsconfig.json
 export PWSYNC_TEST_ROOT="${PWSYNC_TEST_ROOT:-$(mktemp -d /tmp/pwsync-test.XXXXXX)}"
 mkdir -p "$PWSYNC_TEST_ROOT"

@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the tests need, idempotently. As root it installs what is missing;
-# otherwise it fails naming the apt-get line to run. The foundation needs none yet: later issues
-# add their servers (slapd, krb5-kdc, samba, nats-server, postgresql, mariadb) to PACKAGES.
+# otherwise it fails naming the apt-get line to run.
+#   Samba AD DC (capture, DC check, scope): samba … python3-gpg, iproute2 for its network namespace
+#   MIT Kerberos KDC and tools, libkrb5-dev to build the `kerberos` npm module, faketime for skew tests
 set -euo pipefail
-PACKAGES=()
+PACKAGES=(
+  samba samba-ad-dc samba-ad-provision samba-dsdb-modules samba-vfs-modules winbind ldb-tools
+  gnupg python3-gpg ldap-utils iproute2
+  krb5-kdc krb5-admin-server krb5-user libkrb5-dev faketime
+)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
