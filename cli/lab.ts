@@ -38,6 +38,18 @@ export interface LabTarget {
   name: string;
   enabled?: boolean;
   retryInterval?: string;
+  /** targets[].scope: inclusion and exclusion groups (needs LabOptions.notifierDirectory). */
+  scope?: { include: string; exclude?: string };
+}
+
+/** Kerberos between notifier and hub (absolute paths); each part absent means TLS alone there. */
+export interface LabKerberos {
+  hub?: { keytab: string; service: string; replayCache: string; krb5Config?: string };
+  notifier?: { keytab?: string; ccache?: string; principal?: string; krb5Config?: string };
+  /** targets[].kerberos.service */
+  service?: string;
+  /** The lab domain's Kerberos realm. */
+  realm?: string;
 }
 
 export interface LabOptions {
@@ -45,6 +57,17 @@ export interface LabOptions {
   connectors: LabConnector[];
   targets?: LabTarget[];
   logLevel?: string;
+  kerberos?: LabKerberos;
+  /** The lab domain's directory (domains[].directory), for the DC check; the password from a file. */
+  directory?: { url: string; ca: string; serverName?: string; bindDn: string; passwordFile: string };
+  /** The domain hub and notifier serve; DOMAIN by default. */
+  domain?: string;
+  /** The notifier's notifier.capture.samba (a Samba DC's syncpasswords). */
+  samba?: { smbConf: string; gnupgHome: string; initialSync?: boolean; restartMin?: string; restartMax?: string };
+  /** notifier.directory, for the targets' scope; the password from a file. */
+  notifierDirectory?: { url: string; ca: string; serverName?: string; bindDn: string; passwordFile: string };
+  /** notifier.report (how often hubs hear from the notifier); 60s by default. */
+  reportInterval?: string;
 }
 
 export interface Service {
@@ -67,11 +90,12 @@ async function until<T>(what: string, timeoutMs: number, probe: () => Promise<T 
   }
 }
 
-export function spawnPwsync(args: string[], opts: { cwd?: string; stdin?: Buffer } = {}): Service {
+export function spawnPwsync(args: string[], opts: { cwd?: string; stdin?: Buffer; env?: Record<string, string> } = {}): Service {
   // PWSYNC_PROFILE_DIR=DIR writes a V8 CPU profile of each service (for bench/ investigations).
   const profile = process.env.PWSYNC_PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${process.env.PWSYNC_PROFILE_DIR}`] : [];
   const proc = spawn(process.execPath, [...profile, PWSYNC_BIN, ...args], {
     cwd: opts.cwd ?? REPO, stdio: [opts.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'],
+    ...(opts.env ? { env: { ...process.env, ...opts.env } } : {}),
   });
   let err = '';
   let out = '';
@@ -126,15 +150,30 @@ export class Lab {
     await this.writeHubConfig('127.0.0.1:0');
   }
 
+  /** Writes both YAML files again from `options` (after a test changed them). */
+  async rewriteConfig(): Promise<void> {
+    await this.writeHubConfig(`127.0.0.1:${this.hubPort}`);
+  }
+
   /** The hub listens on a port chosen at first start, written back into both YAML files. */
   private async writeHubConfig(listen: string): Promise<void> {
     const o = this.options;
+    const k = o.kerberos;
     const hub = {
       hub: {
         id: 'lab-hub', listen, tls: { cert: 'tls/hub.crt', key: 'tls/hub.key' }, keys: ['keys/hub.key'],
         dataDir: 'hub-data', log: { level: o.logLevel ?? 'info', file: 'logs/hub.log' }, shutdownGrace: '5s',
+        ...(k?.hub ? { kerberos: k.hub } : {}),
       },
-      domains: [{ name: DOMAIN }],
+      domains: [{
+        name: o.domain ?? DOMAIN, ...(k?.realm ? { realm: k.realm } : {}),
+        ...(o.directory ? {
+          directory: {
+            url: o.directory.url, ca: o.directory.ca, bindDn: o.directory.bindDn, password: { fromFile: o.directory.passwordFile },
+            ...(o.directory.serverName ? { serverName: o.directory.serverName } : {}),
+          },
+        } : {}),
+      }],
       connectors: o.connectors.map((c) => ({
         name: c.name, kind: c.kind, enabled: c.enabled ?? true,
         connection: { path: `targets/${c.file}`, ...c.connection },
@@ -150,25 +189,38 @@ export class Lab {
     const targets = o.targets ?? [{ name: 'lab-hub' }];
     const notifier = {
       notifier: {
-        domain: DOMAIN, host: 'dc1.corp.example.com', dataDir: 'notifier-data',
+        domain: o.domain ?? DOMAIN, host: `dc1.${o.domain ?? DOMAIN}`, dataDir: 'notifier-data',
         hook: { socket: 'run/hook.sock', timeout: '5s' }, log: { level: o.logLevel ?? 'info', file: 'logs/notifier.log' },
         shutdownGrace: '5s',
+        ...(k?.notifier ? { kerberos: k.notifier } : {}),
+        ...(o.samba ? { capture: { samba: o.samba } } : {}),
+        ...(o.notifierDirectory ? {
+          directory: {
+            url: o.notifierDirectory.url, ca: o.notifierDirectory.ca, bindDn: o.notifierDirectory.bindDn,
+            password: { fromFile: o.notifierDirectory.passwordFile },
+            ...(o.notifierDirectory.serverName ? { serverName: o.notifierDirectory.serverName } : {}),
+          },
+        } : {}),
+        ...(o.reportInterval ? { report: o.reportInterval } : {}),
       },
       targets: targets.map((t) => ({
         name: t.name, enabled: t.enabled ?? true, address: `127.0.0.1:${listen.split(':')[1]}`,
         tls: { ca: 'tls/ca.pem' }, publicKey: 'keys/hub.pub',
         retryInterval: t.retryInterval ?? '200ms', maxRetryInterval: '2s', batchSize: 100, timeout: '10s',
+        ...(k?.service ? { kerberos: { service: k.service } } : {}),
+        ...(t.scope ? { scope: t.scope } : {}),
       })),
     };
     writeFileSync(this.notifierConfig, `# yaml-language-server: $schema=${path.join(REPO, 'config/schema/notifier.schema.json')}\n${stringify(notifier)}`);
   }
 
-  async startHub(timeoutMs = 30_000): Promise<Service> {
+  /** `env` is added to the hub's environment (libfaketime's, to skew its clock). */
+  async startHub(timeoutMs = 30_000, env?: Record<string, string>): Promise<Service> {
     if (this.hubPort === 0) {
       this.hubPort = await freePort();
       await this.writeHubConfig(`127.0.0.1:${this.hubPort}`);
     }
-    const s = spawnPwsync(['hub', '--config', this.hubConfig]);
+    const s = spawnPwsync(['hub', '--config', this.hubConfig], env ? { env } : {});
     this.hub = s;
     // The hub opens its gRPC port last, once everything behind it is ready.
     await until('hub start', timeoutMs, () => canConnect({ port: this.hubPort, host: '127.0.0.1' }), s);

@@ -14,6 +14,7 @@ const COMMANDS: ReadonlyArray<() => Promise<{ register(program: Command): void }
   () => import('./keys.ts'),
   () => import('./tls.ts'),
   () => import('./demo.ts'),
+  () => import('./samba.ts'),
 ];
 
 export async function main(argv: readonly string[]): Promise<number> {

@@ -1,8 +1,10 @@
 import type { Command } from 'commander';
 import { openSqliteBroker } from '../core/broker-sqlite.ts';
 import { EVENTS, isEventId } from '../core/events.ts';
-import { loadHubConfig } from '../config/load.ts';
+import { silentLogger } from '../core/log.ts';
+import { loadHubConfig, type LoadedHubConfig } from '../config/load.ts';
 import { queryStatus, retryOperation } from '../hub/admin.ts';
+import { DcRegistry, type DcRecord, type NoticeRecord } from '../hub/dc-registry.ts';
 import type { OperationStatus, SyncStatus } from '../hub/records.ts';
 import { hubDatabase } from '../hub/service.ts';
 import { HubState } from '../hub/state.ts';
@@ -42,11 +44,53 @@ export function renderOperations(ops: readonly OperationStatus[]): string {
   ]);
 }
 
-async function withState<T>(configFile: string, fn: (s: HubState, b: ReturnType<typeof openSqliteBroker>) => Promise<T>): Promise<T> {
+/** Changes a DC did not send to this hub (out of scope), the latest per account and target. */
+export function renderNotices(notices: readonly NoticeRecord[]): string {
+  return table([
+    ['ACCOUNT', 'TARGET', 'DC', 'CHANGE TIME', 'EVENT', 'WHY'],
+    ...notices.map((n) => [
+      `${n.domain}\\${n.samAccountName}`, n.target, n.sourceDc, when(n.changeTime), '6958', `not sent by ${n.sourceDc} to ${n.target}: ${n.reason}`,
+    ]),
+  ]);
+}
+
+const ago = (ms: number, now: number): string => {
+  const s = Math.max(0, Math.round((now - ms) / 1000));
+  return s < 120 ? `${s}s ago` : s < 7200 ? `${Math.round(s / 60)}m ago` : `${Math.round(s / 3600)}h ago`;
+};
+
+/** Per domain, each DC that reported: when, its capture and queue; then the DCs whose capture is not running. */
+export function renderDcs(dcs: readonly DcRecord[], domains: LoadedHubConfig['domains'], now = Date.now()): string {
+  const silentAfter = new Map(domains.map((d) => [d.name.toLowerCase(), d.dcSilentAfter]));
+  const lines: string[] = [];
+  if (dcs.length > 0) {
+    lines.push(table([
+      ['DOMAIN', 'DC', 'PRINCIPAL', 'LAST REPORT', 'LAST SEEN', 'CAPTURE', 'QUEUED', 'STATE'],
+      ...dcs.map((d) => {
+        const silent = d.silent || d.lastSeen < now - (silentAfter.get(d.domain.toLowerCase()) ?? Infinity);
+        return [
+          d.domain, d.sourceDc, d.principal, d.lastReport ? `${when(d.lastReport)} (${ago(d.lastReport, now)})` : '-',
+          `${when(d.lastSeen)} (${ago(d.lastSeen, now)})`,
+          d.capture.length > 0 ? d.capture.map((c) => `${c.source}: ${c.state}`).join(', ') : 'not reported',
+          d.queued === undefined ? '-' : String(d.queued), silent ? 'silent (6955)' : 'reporting',
+        ];
+      }),
+    ]));
+  }
+  for (const dom of domains) {
+    if (!dcs.some((d) => d.domain.toLowerCase() === dom.name.toLowerCase())) lines.push(`${dom.name}: no domain controller has reported to this hub yet`);
+  }
+  const notCapturing = dcs.flatMap((d) => (d.capture.length === 0 ? [`  ${d.sourceDc} (${d.domain}): no capture source reported`]
+    : d.capture.filter((c) => c.state !== 'running').map((c) => `  ${d.sourceDc} (${d.domain}): ${c.source} ${c.state}${c.detail ? `: ${c.detail}` : ''}`)));
+  if (notCapturing.length > 0) lines.push('', 'capture not running (password changes made there are not captured):', ...notCapturing);
+  return lines.join('\n');
+}
+
+async function withState<T>(configFile: string, fn: (s: HubState, b: ReturnType<typeof openSqliteBroker>, config: LoadedHubConfig) => Promise<T>): Promise<T> {
   const config = await loadHubConfig(configFile, { checkFiles: false });
   const broker = openSqliteBroker({ file: hubDatabase(config) });
   try {
-    return await fn(await HubState.open(broker), broker);
+    return await fn(await HubState.open(broker), broker, config);
   } finally {
     await broker.close();
   }
@@ -60,17 +104,29 @@ export function register(program: Command): void {
     .option('--connector <name>', 'one connector')
     .option('--failed', 'failures only')
     .option('--operations', 'list every set-operation, not only the sync state')
+    .option('--dcs', 'the domain controllers that report to this hub: last report, capture state, queued changes')
     .option('--json', 'machine-readable output')
-    .action(async (opts: { config: string; account?: string; connector?: string; failed?: boolean; operations?: boolean; json?: boolean }) => {
-      const result = await withState(opts.config, (s) => queryStatus(s, {
-        account: opts.account ? parseAccount(opts.account) : undefined, connector: opts.connector, failedOnly: opts.failed,
+    .action(async (opts: { config: string; account?: string; connector?: string; failed?: boolean; operations?: boolean; dcs?: boolean; json?: boolean }) => {
+      if (opts.dcs) {
+        const { dcs, domains } = await withState(opts.config, async (_s, b, config) => ({
+          dcs: await (await DcRegistry.open(b, silentLogger())).listDcs(), domains: config.domains,
+        }));
+        process.stdout.write(opts.json ? `${JSON.stringify({ dcs }, null, 2)}\n` : `${renderDcs(dcs, domains)}\n`);
+        return;
+      }
+      const account = opts.account ? parseAccount(opts.account) : undefined;
+      const result = await withState(opts.config, async (s, b) => ({
+        ...await queryStatus(s, { account, connector: opts.connector, failedOnly: opts.failed }),
+        // Why a password did not even leave the DC; asked per account (a whole domain's would be long).
+        notices: account && !opts.connector ? await (await DcRegistry.open(b, silentLogger())).listNotices(account) : [],
       }));
       const operations = result.operations.map(({ envelope: _sealed, ...o }) => o);
       if (opts.json) {
-        process.stdout.write(`${JSON.stringify({ sync: result.sync, operations }, null, 2)}\n`);
+        process.stdout.write(`${JSON.stringify({ sync: result.sync, operations, notices: result.notices }, null, 2)}\n`);
         return;
       }
-      process.stdout.write(`${renderSync(result.sync)}\n`);
+      if (result.sync.length > 0 || result.notices.length === 0) process.stdout.write(`${renderSync(result.sync)}\n`);
+      if (result.notices.length > 0) process.stdout.write(`${result.sync.length > 0 ? '\n' : ''}${renderNotices(result.notices)}\n`);
       const shown = opts.operations ? operations : operations.filter((o) => o.state !== 'successful');
       if (shown.length > 0) process.stdout.write(`\n${renderOperations(shown)}\n`);
     });

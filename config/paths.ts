@@ -55,6 +55,18 @@ export function resolveHubPaths(config: Obj, baseDir: string): FileSetting[] {
   }
   abs(hub, 'dataDir', ['hub', 'dataDir'], false, false);
   abs(obj(hub?.['log']), 'file', ['hub', 'log', 'file'], false, false);
+  const kerberos = obj(hub?.['kerberos']);
+  abs(kerberos, 'keytab', ['hub', 'kerberos', 'keytab'], true, true);
+  abs(kerberos, 'replayCache', ['hub', 'kerberos', 'replayCache'], false, false);
+  abs(kerberos, 'krb5Config', ['hub', 'kerberos', 'krb5Config'], true, false);
+  const domains = config['domains'];
+  if (Array.isArray(domains)) {
+    domains.forEach((d, i) => {
+      const directory = obj(obj(d)?.['directory']);
+      abs(directory, 'ca', ['domains', i, 'directory', 'ca'], true, false);
+      settings.push(...secretFiles(directory, ['domains', i, 'directory'], baseDir));
+    });
+  }
   const connectors = config['connectors'];
   if (Array.isArray(connectors)) {
     connectors.forEach((c, i) => {
@@ -74,15 +86,24 @@ export function resolveHubPaths(config: Obj, baseDir: string): FileSetting[] {
 /** Rewrites every path setting of a decoded notifier configuration to an absolute path; returns them. */
 export function resolveNotifierPaths(config: Obj, baseDir: string): FileSetting[] {
   const settings: FileSetting[] = [];
-  const abs = (o: Obj | undefined, key: string, at: ConfigPath, mustExist: boolean): void => {
+  const abs = (o: Obj | undefined, key: string, at: ConfigPath, mustExist: boolean, secret = false): void => {
     const v = o?.[key];
     if (typeof v !== 'string') return;
     o![key] = path.resolve(baseDir, v);
-    settings.push({ at, file: o![key] as string, mustExist, secret: false, relative: !path.isAbsolute(v) });
+    settings.push({ at, file: o![key] as string, mustExist, secret, relative: !path.isAbsolute(v) });
   };
   const notifier = obj(config['notifier']);
   abs(notifier, 'dataDir', ['notifier', 'dataDir'], false);
   abs(obj(notifier?.['log']), 'file', ['notifier', 'log', 'file'], false);
+  const kerberos = obj(notifier?.['kerberos']);
+  abs(kerberos, 'keytab', ['notifier', 'kerberos', 'keytab'], true, true);
+  abs(kerberos, 'krb5Config', ['notifier', 'kerberos', 'krb5Config'], true);
+  const samba = obj(obj(notifier?.['capture'])?.['samba']);
+  abs(samba, 'smbConf', ['notifier', 'capture', 'samba', 'smbConf'], true);
+  abs(samba, 'gnupgHome', ['notifier', 'capture', 'samba', 'gnupgHome'], false);
+  const directory = obj(notifier?.['directory']);
+  abs(directory, 'ca', ['notifier', 'directory', 'ca'], true);
+  settings.push(...secretFiles(directory, ['notifier', 'directory'], baseDir));
   const hook = obj(notifier?.['hook']);
   if (typeof hook?.['socket'] === 'string' && !isWindowsPipe(hook['socket'])) abs(hook, 'socket', ['notifier', 'hook', 'socket'], false);
   const targets = config['targets'];

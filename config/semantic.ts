@@ -17,6 +17,15 @@ export function hubSemanticIssues(src: YamlSource, config: unknown, baseDir: str
   issues.push(...duplicates(src, connectors, ['connectors'], 'name', 'connector', true));
   connectors.forEach((c, i) => issues.push(...connectorIssues(src, asRecord(c), ['connectors', i])));
   issues.push(...sharedFiles(src, connectors, baseDir));
+  // With Kerberos, a caller is heard only once the DC check over that domain's directory passed.
+  if (asRecord(asRecord(root?.['hub'])?.['kerberos'])) {
+    asArray(root?.['domains']).forEach((d, i) => {
+      if (asRecord(asRecord(d)?.['directory'])) return;
+      const at: ConfigPath = ['domains', i];
+      issues.push(src.issue(src.keyAt(at), at, `hub.kerberos is set, but domain ${String(asRecord(d)?.['name'] ?? i)} has no directory: no DC of it could be checked, so all its notifiers would be refused`,
+        'add directory: (an LDAPS URL of that domain, its CA and a read-only account) so the hub can check that callers are its domain controllers'));
+    });
+  }
   return issues;
 }
 
@@ -33,12 +42,46 @@ export function notifierSemanticIssues(src: YamlSource, config: unknown): Config
       issues.push(src.issue(src.valueAt(at), at, 'maxRetryInterval is shorter than retryInterval', 'make maxRetryInterval at least as long as retryInterval'));
     }
   });
+  issues.push(...kerberosIssues(src, asRecord(root?.['notifier'])?.['kerberos'], targets));
+  if (!asRecord(asRecord(root?.['notifier'])?.['directory'])) {
+    targets.forEach((t, i) => {
+      if (!asRecord(asRecord(t)?.['scope'])) return;
+      const at: ConfigPath = ['targets', i, 'scope'];
+      issues.push(src.issue(src.keyAt(at), at, 'this target has a scope, but notifier.directory is not set: group membership cannot be checked',
+        'add notifier.directory (an LDAPS URL of this DC, its CA, a read-only account and its password file)'));
+    });
+  }
   const queue = asRecord(asRecord(root?.['notifier'])?.['queue']);
   const warn = duration(queue?.['warnAge']);
   const max = duration(queue?.['maxAge']);
   if (warn !== undefined && max !== undefined && max <= warn) {
     const at: ConfigPath = ['notifier', 'queue', src.nodeAt(['notifier', 'queue', 'maxAge']) ? 'maxAge' : 'warnAge'];
     issues.push(src.issue(src.valueAt(at), at, 'queue.maxAge is not longer than queue.warnAge, so no warning comes before a change is dropped', 'make maxAge longer than warnAge (defaults: warnAge 1h, maxAge 72h)'));
+  }
+  return issues;
+}
+
+/** A target that authenticates with Kerberos needs this DC's credentials, from one source. */
+function kerberosIssues(src: YamlSource, kerberos: unknown, targets: unknown[]): ConfigIssue[] {
+  const issues: ConfigIssue[] = [];
+  const k = asRecord(kerberos);
+  if (!k) {
+    targets.forEach((t, i) => {
+      if (!asRecord(asRecord(t)?.['kerberos'])) return;
+      const at: ConfigPath = ['targets', i, 'kerberos'];
+      issues.push(src.issue(src.keyAt(at), at, 'this target authenticates with Kerberos, but notifier.kerberos does not say which account this DC authenticates as',
+        'add notifier.kerberos with keytab: the keytab holding this DC\'s machine account key (DC1$@REALM), e.g. from `samba-tool domain exportkeytab`'));
+    });
+    return issues;
+  }
+  const hasKeytab = typeof k['keytab'] === 'string';
+  const hasCcache = typeof k['ccache'] === 'string';
+  if (!hasKeytab && !hasCcache) {
+    const at: ConfigPath = ['notifier', 'kerberos'];
+    issues.push(src.issue(src.keyAt(at), at, 'notifier.kerberos names neither a keytab nor a credential cache', 'set keytab: the keytab with this DC\'s machine account key (tickets are renewed from it)'));
+  } else if (hasKeytab && hasCcache) {
+    const at: ConfigPath = ['notifier', 'kerberos', 'ccache'];
+    issues.push(src.issue(src.valueAt(at), at, 'notifier.kerberos sets both keytab and ccache', 'keep keytab (tickets are renewed from it) and remove ccache'));
   }
   return issues;
 }

@@ -6,10 +6,12 @@ import { openSqliteBroker } from '../core/broker-sqlite.ts';
 import { keyringOf, privateRecipientFromPem, type Keyring } from '../core/envelope.ts';
 import { describeError, UsageError } from '../core/errors.ts';
 import type { HubConfig } from '../config/schema.ts';
-import { createHubServer, tlsOnlyServer } from '../proto/channel.ts';
+import { createHubServer } from '../proto/channel.ts';
 import { purgeOperations } from './admin.ts';
+import { hubAuthenticator } from './authentication.ts';
+import { startDomainSide, type DomainSide } from './dc-side.ts';
 import { ConnectorWorker } from './dispatcher.ts';
-import { allowConfiguredDomains, Ingest } from './ingest.ts';
+import { Ingest } from './ingest.ts';
 import { Resolver } from './resolver.ts';
 import { HubState } from './state.ts';
 import { closeTarget, openTarget, type Target } from './targets.ts';
@@ -51,11 +53,13 @@ export async function startHub(config: HubConfigFile, log: Logger): Promise<Runn
   let server: Awaited<ReturnType<typeof createHubServer>> | undefined;
   let purge: NodeJS.Timeout | undefined;
   const timers: NodeJS.Timeout[] = [];
+  let domainSide: DomainSide | undefined; // DC check, DC registry, reports (issue 4, part 3)
   const close = async (): Promise<void> => {
     abort.abort();
     if (purge) clearInterval(purge);
     for (const t of timers) clearInterval(t);
     await server?.close(config.hub.shutdownGrace);
+    await domainSide?.stop();
     await Promise.race([Promise.allSettled(loops), new Promise((r) => setTimeout(r, config.hub.shutdownGrace).unref())]);
     await Promise.allSettled(targets.map(closeTarget));
     await broker.close();
@@ -68,16 +72,22 @@ export async function startHub(config: HubConfigFile, log: Logger): Promise<Runn
     loops.push(resolver.run(abort.signal));
     for (const t of targets) loops.push(new ConnectorWorker(t, broker, state, keyring).run(abort.signal));
     for (const l of loops) l.catch((e: unknown) => log.fatal({ err: describeError(e) }, 'a hub loop stopped'));
-    const ingest = new Ingest(broker, keyring, config.domains, allowConfiguredDomains, log.child({ component: 'ingest' }));
+    const dcs = domainSide = await startDomainSide(config, broker, log);
+    const ingest = new Ingest(broker, keyring, config.domains, dcs.authorizer, log.child({ component: 'ingest' }));
     server = await createHubServer({
       listen: config.hub.listen,
       tlsCert: readFileSync(config.hub.tls.cert),
       tlsKey: readFileSync(config.hub.tls.key),
       maxMessageBytes: config.hub.maxMessageBytes,
-      auth: tlsOnlyServer(),
+      auth: await hubAuthenticator(config, log, dcs.lookupSpn),
       hubId: config.hub.id,
       log: log.child({ component: 'grpc' }),
-      submit: (req, caller) => ingest.submit(req.changes, caller),
+      submit: async (req, caller) => {
+        const acks = await ingest.submit(req.changes, caller);
+        await dcs.submitted(req, caller);
+        return acks;
+      },
+      report: dcs.report,
     });
     const runPurge = (): void => {
       purgeOperations(state, config.hub.keepFailedFor, config.hub.keepHistoryFor)

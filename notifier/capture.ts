@@ -68,6 +68,8 @@ export interface Capture {
   clear(change: HookChange, password: Secret): Promise<string>;
   /** A change sealed by its capturer. Returns the change id (hex). */
   sealed(change: SealedCapture): Promise<string>;
+  /** Changes held for a target (by its token) until their scope can be decided. */
+  held(targetToken: string): Promise<number>;
   /** Stops the held-change loops (what they hold stays queued). */
   stop(): Promise<void>;
 }
@@ -98,6 +100,10 @@ class CaptureImpl implements Capture {
       this.holds.set(t.token, loop);
       await loop.start();
     }
+  }
+
+  async held(targetToken: string): Promise<number> {
+    return (await this.holds.get(targetToken)?.pending()) ?? 0;
   }
 
   async stop(): Promise<void> {
@@ -277,6 +283,10 @@ class HoldLoop {
   stopped(): Promise<void> {
     this.wakeUp?.();
     return this.done;
+  }
+
+  async pending(): Promise<number> {
+    return (await this.consumer.info()).pending;
   }
 
   wake(): void {

@@ -3,6 +3,8 @@ import type { Broker, Consumer, Delivery } from '../core/broker.ts';
 import { describeError } from '../core/errors.ts';
 import type { Logger } from '../core/log.ts';
 import type { ChangeAck__Output } from '../proto/generated/pwsync/v1/ChangeAck.ts';
+import type { ReportRequest } from '../proto/generated/pwsync/v1/ReportRequest.ts';
+import type { ReportResponse__Output } from '../proto/generated/pwsync/v1/ReportResponse.ts';
 import type { SubmitRequest } from '../proto/generated/pwsync/v1/SubmitRequest.ts';
 import { watchQueueAge } from './age-watch.ts';
 import { logEvent } from './event-log.ts';
@@ -17,9 +19,14 @@ import { decodeQueuedChange, deliverConsumer, deliverSubject, type QueuedChange 
  */
 
 /** The call to a hub; throws on a failed call (a DeliveryError saying whether it is retryable). */
-export interface HubChannel {
+export interface SubmitChannel {
   submit(req: SubmitRequest): Promise<ChangeAck__Output[]>;
   close(): void;
+}
+
+/** The whole channel to a hub: changes (this loop) and reports (notifier/report.ts). */
+export interface HubChannel extends SubmitChannel {
+  report(req: ReportRequest): Promise<ReportResponse__Output>;
 }
 
 export interface DeliveryTarget {
@@ -35,7 +42,7 @@ export interface DeliveryTarget {
 
 export interface DeliveryOptions {
   broker: Broker;
-  channel: HubChannel;
+  channel: SubmitChannel;
   target: DeliveryTarget;
   warnAgeMs: number;
   maxAgeMs: number;
@@ -49,6 +56,8 @@ export interface DeliveryOptions {
 
 export interface TargetDelivery {
   readonly target: string;
+  /** Changes in the target's queue not yet acknowledged by its hub. */
+  queued(): Promise<number>;
   /** Stops fetching; resolves when the call in flight, if any, has finished and been recorded. */
   stop(): Promise<void>;
 }
@@ -77,6 +86,7 @@ export async function startDelivery(opts: DeliveryOptions): Promise<TargetDelive
   ]);
   return {
     target: target.name,
+    queued: async () => (await consumer.info()).pending,
     stop: async () => {
       abort.abort();
       await running;

@@ -1,6 +1,7 @@
-import { createConnection } from 'node:net';
+import { createConnection, type Socket } from 'node:net';
 import type { Secret } from '../core/secret.ts';
-import { encodeHookHeader, MAX_PASSWORD_BYTES, MAX_REPLY_BYTES, parseHookReply } from './hook-protocol.ts';
+import type { SealedCapture } from './capture.ts';
+import { encodeHookHeader, encodeSealedRequest, MAX_PASSWORD_BYTES, MAX_REPLY_BYTES, parseHookReply } from './hook-protocol.ts';
 
 /**
  * The hook's side of the local socket: what `pwsync hook`, the demo and tests use, and what a
@@ -33,13 +34,38 @@ export async function sendHookChange(
     },
     ...(account.changeTime === undefined ? {} : { changeTime: account.changeTime }),
   }, password.length);
-  const line = await exchange(socketPath, header, password, timeoutMs);
-  const reply = parseHookReply(line);
-  if (!reply.ok) throw new Error(`the notifier refused the change: ${reply.error}`);
-  return { changeId: reply.changeId };
+  // One buffer holds header and password until the kernel has it; then it is zero-filled.
+  const line = await exchange(socketPath, timeoutMs, (socket) => password.use((bytes) => new Promise<void>((done) => {
+    const request = Buffer.concat([header, bytes]);
+    const wipe = (): void => {
+      request.fill(0);
+      done();
+    };
+    socket.end(request, wipe);
+    socket.once('close', wipe);
+  })));
+  return { changeId: answer(line) };
 }
 
-function exchange(socketPath: string, header: Buffer, password: Secret, timeoutMs: number): Promise<string> {
+/**
+ * Hands a change the capturer sealed itself (one envelope per hub key) to the notifier. Resolves
+ * once it is durable for every target, or recorded when it is a baseline.
+ */
+export async function sendSealedChange(socketPath: string, change: SealedCapture, timeoutMs: number): Promise<{ changeId: string }> {
+  const request = encodeSealedRequest(change);
+  const line = await exchange(socketPath, timeoutMs, (socket) => {
+    socket.end(request);
+  });
+  return { changeId: answer(line) };
+}
+
+function answer(line: string): string {
+  const reply = parseHookReply(line);
+  if (!reply.ok) throw new Error(`the notifier refused the change: ${reply.error}`);
+  return reply.changeId;
+}
+
+function exchange(socketPath: string, timeoutMs: number, send: (socket: Socket) => unknown): Promise<string> {
   return new Promise((resolve, reject) => {
     const socket = createConnection(socketPath);
     const received: Buffer[] = [];
@@ -55,18 +81,7 @@ function exchange(socketPath: string, header: Buffer, password: Secret, timeoutM
     };
     const timer = setTimeout(() => finish(new Error(`the notifier did not answer within ${timeoutMs} ms on ${socketPath}`)), timeoutMs);
     socket.once('connect', () => {
-      // One buffer holds header and password until the kernel has it; then it is zero-filled.
-      void password.use((bytes) => new Promise<void>((done) => {
-        const request = Buffer.concat([header, bytes]);
-        socket.end(request, () => {
-          request.fill(0);
-          done();
-        });
-        socket.once('close', () => {
-          request.fill(0);
-          done();
-        });
-      }));
+      void send(socket);
     });
     socket.on('data', (chunk: Buffer) => {
       received.push(chunk);

@@ -1,19 +1,47 @@
 import type { AccountRef } from '../core/extension.ts';
 import { MAX_FIELD_BYTES } from '../core/envelope.ts';
+import type { SealedCapture } from './capture.ts';
 
 /**
- * The hook's wire format on the local socket. The password never becomes a JS string: the request
- * is one JSON header line without it, then exactly `passwordBytes` raw UTF-8 bytes.
+ * The hook's wire format on the local socket (a Unix socket, or on Windows a named pipe): one request
+ * per connection, then one reply. A request is one JSON header line (UTF-8, at most 32 KiB, ending in
+ * `\n`), then exactly the number of raw bytes the header announces. Two kinds:
+ *
+ * **clear** (`pwsync hook`, scripts): the password itself, which never becomes a JS string.
  *
  *   {"v":1,"domain":…,"samAccountName":…,"objectGuid":…,"objectSid":…,"upn":…,"dn":…,
- *    "changeTime":<ms, optional>,"passwordBytes":N}\n  <N password bytes>
+ *    "changeTime":<ms, optional>,"passwordBytes":N}\n  <N password bytes, UTF-8>
  *
- * The reply is one JSON line: {"ok":true,"changeId":"<hex>"} or {"ok":false,"error":"…"}.
+ *   ("kind":"clear" may be given; it is the default.)
+ *
+ * **sealed** (the Samba capture script, the Windows filter DLL): no password, only envelopes the
+ * capturer sealed itself (core/envelope.ts, suite 1), one per hub key, each bound to this very
+ * header: changeId, changeTime, domain, account identifiers and the notifier's host
+ * (notifier.host) as source host. A target whose key has no envelope refuses the whole change.
+ *
+ *   {"v":1,"kind":"sealed","domain":…,"samAccountName":…,"objectGuid":…,"objectSid":…,"upn":…,"dn":…,
+ *    "changeTime":<ms, required>,"changeId":"<32 hex digits>",
+ *    "version":{"objectGuid":…,"kvno":N},      optional: which password version this is
+ *    "baseline":true,                          optional: record the version only, send nothing
+ *    "envelopeBytes":[n1,n2,…]}\n  <n1 bytes of envelope 1><n2 bytes of envelope 2>…
+ *
+ *   - `changeId` must be the same on a replay of the same change (Samba: derived from objectGUID
+ *     and msDS-KeyVersionNumber), so the hub and the notifier's queues store it once.
+ *   - `version`: the notifier remembers the newest kvno per objectGUID and drops a change whose
+ *     kvno is not newer (a replay after a crash, or a change of another attribute).
+ *   - `baseline`: the first run after the capturer was set up reports every account's current
+ *     version so that old passwords are not sent; `envelopeBytes` may then be `[]`.
+ *   - 1 to 16 envelopes (0 only with `baseline`), each at most 64 KiB.
+ *
+ * The reply is one JSON line: {"ok":true,"changeId":"<hex>"} once the change is durable for every
+ * target (or recorded, for a baseline), or {"ok":false,"error":"…"}: nothing was queued.
  */
 export const HOOK_PROTOCOL_VERSION = 1;
 export const MAX_HEADER_BYTES = 32 * 1024;
 export const MAX_PASSWORD_BYTES = 1024;
 export const MAX_REPLY_BYTES = 4 * 1024;
+export const MAX_ENVELOPES = 16;
+export const MAX_ENVELOPE_BYTES = 64 * 1024;
 
 /** What a hook reports about one password change, besides the password. */
 export interface HookChange {
@@ -26,11 +54,19 @@ export interface HookHeader extends HookChange {
   passwordBytes: number;
 }
 
+/** A sealed request's header: the change without its envelopes, and their sizes in order. */
+export interface SealedHookHeader extends Omit<SealedCapture, 'envelopes'> {
+  envelopeBytes: number[];
+}
+
+export type HookRequest = { kind: 'clear'; header: HookHeader } | { kind: 'sealed'; header: SealedHookHeader };
+
 export type HookReply = { ok: true; changeId: string } | { ok: false; error: string };
 
 const REQUIRED = ['domain', 'samAccountName'] as const;
 const OPTIONAL = ['objectGuid', 'objectSid', 'upn', 'dn'] as const;
-const KNOWN = new Set<string>(['v', ...REQUIRED, ...OPTIONAL, 'changeTime', 'passwordBytes']);
+const KNOWN_CLEAR = new Set<string>(['v', 'kind', ...REQUIRED, ...OPTIONAL, 'changeTime', 'passwordBytes']);
+const KNOWN_SEALED = new Set<string>(['v', 'kind', ...REQUIRED, ...OPTIONAL, 'changeTime', 'changeId', 'version', 'baseline', 'envelopeBytes']);
 
 /** A header that cannot be accepted; the message says what is wrong and how to fix it. */
 export class HookProtocolError extends Error {
@@ -44,8 +80,10 @@ function fail(message: string): never {
   throw new HookProtocolError(message);
 }
 
-/** Parses and checks the header line (without its `\n`). Throws HookProtocolError. */
-export function parseHookHeader(line: string): HookHeader {
+const isCount = (n: unknown, min: number, max: number): n is number => Number.isSafeInteger(n) && (n as number) >= min && (n as number) <= max;
+
+/** Parses and checks a header line (without its `\n`) of either kind. Throws HookProtocolError. */
+export function parseHookRequest(line: string): HookRequest {
   let raw: unknown;
   try {
     raw = JSON.parse(line);
@@ -56,9 +94,14 @@ export function parseHookHeader(line: string): HookHeader {
     fail('the header line must be a JSON object such as {"v":1,"domain":…,"samAccountName":…,"passwordBytes":N}');
   }
   const h = raw as Record<string, unknown>;
-  const unknown = Object.keys(h).filter((k) => !KNOWN.has(k));
+  if (h.kind !== undefined && h.kind !== 'clear' && h.kind !== 'sealed') {
+    fail(`the header field kind is ${JSON.stringify(h.kind)}; it must be "clear" (a password follows) or "sealed" (envelopes follow)`);
+  }
+  const sealed = h.kind === 'sealed';
+  const known = sealed ? KNOWN_SEALED : KNOWN_CLEAR;
+  const unknown = Object.keys(h).filter((k) => !known.has(k));
   if (unknown.length > 0) {
-    fail(`the header has unknown field(s) ${unknown.join(', ')}; allowed: ${[...KNOWN].join(', ')} (the password goes after the header line, never inside it)`);
+    fail(`the header has unknown field(s) ${unknown.join(', ')}; allowed: ${[...known].join(', ')} (the password goes after the header line, never inside it)`);
   }
   if (h.v !== HOOK_PROTOCOL_VERSION) {
     fail(`the header has protocol version ${JSON.stringify(h.v) ?? 'none'}; this notifier speaks "v":${HOOK_PROTOCOL_VERSION}`);
@@ -75,22 +118,57 @@ export function parseHookHeader(line: string): HookHeader {
     }
   }
   const changeTime = h.changeTime;
-  if (changeTime !== undefined && (!Number.isSafeInteger(changeTime) || (changeTime as number) < 0)) {
+  if (changeTime !== undefined && !isCount(changeTime, 0, Number.MAX_SAFE_INTEGER)) {
     fail('the header field changeTime must be a whole number of ms since the epoch, or absent');
   }
+  const str = (k: string): string => (typeof h[k] === 'string' ? h[k] : '');
+  const account = {
+    domain: str('domain'), samAccountName: str('samAccountName'), objectGuid: str('objectGuid'),
+    objectSid: str('objectSid'), upn: str('upn'), dn: str('dn'),
+  };
+  if (sealed) return { kind: 'sealed', header: parseSealed(h, account) };
   const n = h.passwordBytes;
-  if (!Number.isSafeInteger(n) || (n as number) < 1 || (n as number) > MAX_PASSWORD_BYTES) {
+  if (!isCount(n, 1, MAX_PASSWORD_BYTES)) {
     fail(`the header field passwordBytes must be the password's length in UTF-8 bytes, 1 to ${MAX_PASSWORD_BYTES}`);
   }
-  const str = (k: string): string => (typeof h[k] === 'string' ? h[k] : '');
   return {
-    account: {
-      domain: str('domain'), samAccountName: str('samAccountName'), objectGuid: str('objectGuid'),
-      objectSid: str('objectSid'), upn: str('upn'), dn: str('dn'),
-    },
-    ...(changeTime === undefined ? {} : { changeTime: changeTime as number }),
-    passwordBytes: n as number,
+    kind: 'clear',
+    header: { account, ...(changeTime === undefined ? {} : { changeTime: changeTime as number }), passwordBytes: n },
   };
+}
+
+function parseSealed(h: Record<string, unknown>, account: AccountRef): SealedHookHeader {
+  if (h.changeTime === undefined) fail('a sealed change needs changeTime (ms since the epoch): it is bound into its envelopes');
+  if (typeof h.changeId !== 'string' || !/^[0-9a-fA-F]{32}$/.test(h.changeId)) {
+    fail('the header field changeId must be 32 hex digits (the 16-byte change id bound into the envelopes)');
+  }
+  let version: SealedCapture['version'];
+  if (h.version !== undefined) {
+    const v = h.version as Record<string, unknown> | null;
+    if (typeof v !== 'object' || v === null || Array.isArray(v) || Object.keys(v).some((k) => k !== 'objectGuid' && k !== 'kvno')
+      || typeof v.objectGuid !== 'string' || v.objectGuid === '' || !isCount(v.kvno, 0, 2 ** 32)) {
+      fail('the header field version must be {"objectGuid":"…","kvno":N} (msDS-KeyVersionNumber, a whole number)');
+    }
+    version = { objectGuid: v.objectGuid as string, kvno: v.kvno as number };
+  }
+  if (h.baseline !== undefined && typeof h.baseline !== 'boolean') fail('the header field baseline must be true or false');
+  const baseline = h.baseline === true;
+  const sizes = h.envelopeBytes;
+  if (!Array.isArray(sizes) || sizes.length > MAX_ENVELOPES || !sizes.every((n) => isCount(n, 1, MAX_ENVELOPE_BYTES))) {
+    fail(`the header field envelopeBytes must list each envelope's length in bytes (1 to ${MAX_ENVELOPE_BYTES}), at most ${MAX_ENVELOPES} envelopes`);
+  }
+  if (sizes.length === 0 && !baseline) fail('a sealed change needs at least one envelope (one per hub key); only a baseline may have none');
+  return {
+    account, changeTime: h.changeTime as number, changeId: Buffer.from(h.changeId, 'hex'),
+    ...(version ? { version } : {}), ...(baseline ? { baseline } : {}), envelopeBytes: sizes as number[],
+  };
+}
+
+/** Parses and checks a clear request's header line (without its `\n`). Throws HookProtocolError. */
+export function parseHookHeader(line: string): HookHeader {
+  const r = parseHookRequest(line);
+  if (r.kind !== 'clear') fail('expected a clear request (a password after the header), not a sealed one');
+  return r.header;
 }
 
 /** The header line a client sends, `\n` included. */
@@ -103,6 +181,21 @@ export function encodeHookHeader(change: HookChange, passwordBytes: number): Buf
   if (change.changeTime !== undefined) header.changeTime = change.changeTime;
   header.passwordBytes = passwordBytes;
   return Buffer.from(`${JSON.stringify(header)}\n`, 'utf8');
+}
+
+/** A sealed request: the header line, `\n` included, then the envelopes. */
+export function encodeSealedRequest(change: SealedCapture): Buffer {
+  if (change.changeId.length !== 16) throw new Error('changeId must be 16 bytes');
+  const a = change.account;
+  const header: Record<string, unknown> = {
+    v: HOOK_PROTOCOL_VERSION, kind: 'sealed', domain: a.domain, samAccountName: a.samAccountName,
+    objectGuid: a.objectGuid, objectSid: a.objectSid, upn: a.upn, dn: a.dn,
+    changeTime: change.changeTime, changeId: change.changeId.toString('hex'),
+  };
+  if (change.version) header.version = { objectGuid: change.version.objectGuid, kvno: change.version.kvno };
+  if (change.baseline) header.baseline = true;
+  header.envelopeBytes = change.envelopes.map((e) => e.length);
+  return Buffer.concat([Buffer.from(`${JSON.stringify(header)}\n`, 'utf8'), ...change.envelopes]);
 }
 
 export function encodeHookReply(reply: HookReply): Buffer {

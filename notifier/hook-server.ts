@@ -5,17 +5,18 @@ import { dirname } from 'node:path';
 import type { Logger } from '../core/log.ts';
 import { describeError } from '../core/errors.ts';
 import { Secret } from '../core/secret.ts';
+import type { SealedCapture } from './capture.ts';
 import {
-  encodeHookReply, HookProtocolError, MAX_HEADER_BYTES, parseHookHeader,
-  type HookChange, type HookHeader, type HookReply,
+  encodeHookReply, HookProtocolError, MAX_HEADER_BYTES, parseHookRequest,
+  type HookChange, type HookReply, type HookRequest,
 } from './hook-protocol.ts';
 
 /**
  * The local endpoint a password hook writes to: a Unix socket (mode 0600 by default, so only the
  * notifier's user can open it) or, on Windows, a named pipe `\\.\pipe\NAME`. One request per
- * connection. The password is read into a Buffer and adopted into a Secret at once; every chunk
- * that carried it is zero-filled. The hook is answered `ok` only when the handler has made the
- * change durable.
+ * connection, clear or sealed (hook-protocol.ts). A clear request's password is read into a Buffer
+ * and adopted into a Secret at once; every chunk that carried it is zero-filled. The hook is
+ * answered `ok` only when the handler has made the change durable.
  */
 
 /**
@@ -23,6 +24,9 @@ import {
  * A HookProtocolError is a refusal the hook can fix; anything else is the notifier's failure.
  */
 export type ChangeHandler = (change: HookChange, password: Secret) => Promise<string>;
+
+/** Queues (or, for a baseline, records) one change sealed by its capturer; resolves with its change id (hex). */
+export type SealedChangeHandler = (change: SealedCapture) => Promise<string>;
 
 export interface HookServerOptions {
   path: string;
@@ -32,6 +36,8 @@ export interface HookServerOptions {
   timeoutMs: number;
   log: Logger;
   onChange: ChangeHandler;
+  /** Without it, sealed requests are refused. */
+  onSealed?: SealedChangeHandler;
 }
 
 export interface HookServer {
@@ -117,22 +123,24 @@ function listen(server: Server, path: string, pipe: boolean): Promise<void> {
   });
 }
 
-type Phase = 'header' | 'password' | 'processing' | 'done';
+type Phase = 'header' | 'body' | 'processing' | 'done';
 
 function serveConnection(socket: Socket, opts: HookServerOptions): void {
   const { log } = opts;
   const head = Buffer.alloc(MAX_HEADER_BYTES);
   let headLen = 0;
-  let header: HookHeader | undefined;
-  let password: Buffer | undefined;
-  let passwordLen = 0;
+  let request: HookRequest | undefined;
+  /** The bytes after the header: the password (clear) or the envelopes (sealed). */
+  let body: Buffer | undefined;
+  let bodyLen = 0;
   let phase: Phase = 'header';
 
   const wipe = (): void => {
     head.fill(0);
-    password?.fill(0);
-    password = undefined;
+    body?.fill(0);
+    body = undefined;
   };
+  const account = (): string | undefined => request?.header.account.samAccountName;
   const reply = (r: HookReply): void => {
     phase = 'done';
     wipe();
@@ -140,7 +148,7 @@ function serveConnection(socket: Socket, opts: HookServerOptions): void {
   };
   const refuse = (error: string): void => {
     if (phase === 'done') return;
-    log.warn({ error, account: header?.account.samAccountName }, 'hook request refused; nothing queued');
+    log.warn({ error, account: account() }, 'hook request refused; nothing queued');
     reply({ ok: false, error });
   };
 
@@ -151,31 +159,16 @@ function serveConnection(socket: Socket, opts: HookServerOptions): void {
       return;
     }
     if (phase === 'processing') {
-      log.warn({ account: header?.account.samAccountName, timeoutMs: opts.timeoutMs }, 'hook request not confirmed durable in time');
+      log.warn({ account: account(), timeoutMs: opts.timeoutMs }, 'hook request not confirmed durable in time');
       reply({ ok: false, error: `the change was not confirmed durable within ${opts.timeoutMs} ms (hook.timeout); it may still be delivered` });
     } else {
-      refuse(`the request was not complete within ${opts.timeoutMs} ms (hook.timeout): send the header line and the password bytes at once`);
+      refuse(`the request was not complete within ${opts.timeoutMs} ms (hook.timeout): send the header line and the bytes it announces at once`);
     }
     timer = setTimeout(() => socket.destroy(), REPLY_GRACE_MS);
   };
   let timer = setTimeout(onTimeout, opts.timeoutMs);
 
-  const accept = (): void => {
-    phase = 'processing';
-    const bytes = password!;
-    password = undefined;
-    if (!isUtf8(bytes)) {
-      bytes.fill(0);
-      refuse('the password is not valid UTF-8: the hook must send it encoded as UTF-8 (Windows: WideCharToMultiByte with CP_UTF8)');
-      return;
-    }
-    const change: HookChange = { account: header!.account, ...(header!.changeTime === undefined ? {} : { changeTime: header!.changeTime }) };
-    let pending: Promise<string>;
-    try {
-      pending = opts.onChange(change, Secret.adopt(bytes));
-    } catch (e) {
-      pending = Promise.reject(e);
-    }
+  const settle = (pending: Promise<string>, who: string): void => {
     pending.then(
       (changeId) => {
         if (phase !== 'done') reply({ ok: true, changeId });
@@ -185,11 +178,50 @@ function serveConnection(socket: Socket, opts: HookServerOptions): void {
           refuse(e.message);
           return;
         }
-        log.error({ error: describeError(e), account: change.account.samAccountName }, 'hook request failed; the change was not queued');
+        log.error({ error: describeError(e), account: who }, 'hook request failed; the change was not queued');
         if (phase !== 'done') reply({ ok: false, error: `the change could not be queued: ${describeError(e)}` });
       },
     );
   };
+
+  const call = (fn: () => Promise<string>): Promise<string> => {
+    try {
+      return fn();
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  };
+
+  const accept = (): void => {
+    phase = 'processing';
+    const bytes = body!;
+    body = undefined;
+    const r = request!;
+    if (r.kind === 'sealed') {
+      const { envelopeBytes, ...rest } = r.header;
+      const envelopes: Buffer[] = [];
+      let at = 0;
+      for (const n of envelopeBytes) {
+        envelopes.push(Buffer.from(bytes.subarray(at, at + n)));
+        at += n;
+      }
+      const onSealed = opts.onSealed!;
+      settle(call(() => onSealed({ ...rest, envelopes })), r.header.account.samAccountName);
+      return;
+    }
+    if (!isUtf8(bytes)) {
+      bytes.fill(0);
+      refuse('the password is not valid UTF-8: the hook must send it encoded as UTF-8 (Windows: WideCharToMultiByte with CP_UTF8)');
+      return;
+    }
+    const h = r.header;
+    const change: HookChange = { account: h.account, ...(h.changeTime === undefined ? {} : { changeTime: h.changeTime }) };
+    settle(call(() => opts.onChange(change, Secret.adopt(bytes))), h.account.samAccountName);
+  };
+
+  const expected = (): string => (request!.kind === 'clear'
+    ? `passwordBytes (${request!.header.passwordBytes}) says: passwordBytes must be the password's exact length in UTF-8 bytes`
+    : `envelopeBytes (${request!.header.envelopeBytes.join('+')}) says: envelopeBytes must list each envelope's exact length`);
 
   const consume = (chunk: Buffer): void => {
     let at = 0;
@@ -197,7 +229,7 @@ function serveConnection(socket: Socket, opts: HookServerOptions): void {
       const nl = chunk.indexOf(0x0a);
       const end = nl === -1 ? chunk.length : nl;
       if (headLen + end > MAX_HEADER_BYTES) {
-        refuse(`the header line is longer than ${MAX_HEADER_BYTES} bytes: send one short JSON line ending in \\n, then the password bytes`);
+        refuse(`the header line is longer than ${MAX_HEADER_BYTES} bytes: send one short JSON line ending in \\n, then the bytes it announces`);
         return;
       }
       chunk.copy(head, headLen, 0, end);
@@ -210,24 +242,29 @@ function serveConnection(socket: Socket, opts: HookServerOptions): void {
         return;
       }
       try {
-        header = parseHookHeader(line.toString('utf8'));
+        request = parseHookRequest(line.toString('utf8'));
       } catch (e) {
         refuse(e instanceof HookProtocolError ? e.message : describeError(e));
         return;
       }
-      password = Buffer.allocUnsafeSlow(header.passwordBytes);
-      phase = 'password';
-    }
-    if (phase === 'password') {
-      const take = Math.min(chunk.length - at, password!.length - passwordLen);
-      chunk.copy(password!, passwordLen, at, at + take);
-      passwordLen += take;
-      at += take;
-      if (at < chunk.length) {
-        refuse(`more bytes came after the header than passwordBytes (${header!.passwordBytes}) says: passwordBytes must be the password's exact length in UTF-8 bytes`);
+      if (request.kind === 'sealed' && !opts.onSealed) {
+        refuse('this endpoint takes clear requests only (no sealed-change handler)');
         return;
       }
-      if (passwordLen === password!.length) accept();
+      const size = request.kind === 'clear' ? request.header.passwordBytes : request.header.envelopeBytes.reduce((a, b) => a + b, 0);
+      body = Buffer.allocUnsafeSlow(size);
+      phase = 'body';
+    }
+    if (phase === 'body') {
+      const take = Math.min(chunk.length - at, body!.length - bodyLen);
+      chunk.copy(body!, bodyLen, at, at + take);
+      bodyLen += take;
+      at += take;
+      if (at < chunk.length) {
+        refuse(`more bytes came after the header than ${expected()}`);
+        return;
+      }
+      if (bodyLen === body!.length) accept();
     }
   };
 
@@ -243,8 +280,9 @@ function serveConnection(socket: Socket, opts: HookServerOptions): void {
       refuse(headLen === 0
         ? 'the connection was closed before a header line came'
         : 'the connection was closed before the header line ended: end the JSON header with \\n');
-    } else if (phase === 'password') {
-      refuse(`the connection was closed after ${passwordLen} of ${header!.passwordBytes} password bytes: passwordBytes must be the password's exact length in UTF-8 bytes`);
+    } else if (phase === 'body') {
+      const what = request!.kind === 'clear' ? 'password bytes' : 'envelope bytes';
+      refuse(`the connection was closed after ${bodyLen} of ${body!.length} ${what}, fewer than ${expected()}`);
     } else if (phase === 'done') {
       socket.end();
     }
@@ -254,7 +292,7 @@ function serveConnection(socket: Socket, opts: HookServerOptions): void {
   });
   socket.on('close', () => {
     clearTimeout(timer);
-    if (phase === 'header' || phase === 'password') refuse('the connection was closed before the request was complete');
+    if (phase === 'header' || phase === 'body') refuse('the connection was closed before the request was complete');
     wipe();
   });
 }

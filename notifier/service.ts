@@ -8,12 +8,17 @@ import { recipientFromPem, type RecipientKey } from '../core/envelope.ts';
 import { describeError } from '../core/errors.ts';
 import type { Logger } from '../core/log.ts';
 import type { Secret } from '../core/secret.ts';
-import { createSubmitClient, tlsOnly } from '../proto/channel.ts';
+import { createSubmitClient } from '../proto/channel.ts';
+import { targetAuthenticator } from './authentication.ts';
 import { createCapture, type Capture, type CaptureTarget } from './capture.ts';
 import { startDelivery, type HubChannel, type TargetDelivery } from './delivery.ts';
 import type { HookChange } from './hook-protocol.ts';
 import { startHookServer, type HookServer } from './hook-server.ts';
-import { includeAll, type Scope } from './scope.ts';
+import type { CaptureSource } from './capture-source.ts';
+import { startSambaCapture } from './samba/supervisor.ts';
+import { startReports, type RunningReports } from './report.ts';
+import type { Scope } from './scope.ts';
+import { scopeFromConfig } from './scope-ldap.ts';
 
 /**
  * The notifier service on a domain controller: the hook endpoint, the durable per-target queues
@@ -32,24 +37,27 @@ export interface RunningNotifier {
 }
 
 export interface NotifierSeams {
-  /** Which accounts each target receives; every account by default. */
+  /** Which accounts each target receives; by default the targets' scope groups over notifier.directory. */
   scope?: Scope;
   /** The channel to a target's hub; gRPC over TLS by default. */
   channelFor?: (target: TargetConfig) => HubChannel;
 }
 
-export async function startNotifier(config: NotifierConfig, log: Logger, seams: NotifierSeams = {}): Promise<RunningNotifier> {
+export async function startNotifier(config: NotifierConfig & { baseDir?: string }, log: Logger, seams: NotifierSeams = {}): Promise<RunningNotifier> {
   const n = config.notifier;
   const enabled = config.targets.filter((t) => t.enabled);
   for (const t of config.targets.filter((x) => !x.enabled)) log.info({ target: t.name }, 'target disabled: it receives nothing');
   const captureTargets: CaptureTarget[] = enabled.map((t) => ({
     name: t.name, token: subjectToken(t.name), recipient: targetRecipient(t),
   }));
-  const channelFor = seams.channelFor ?? ((t: TargetConfig) => grpcChannel(t));
+  const channelFor = seams.channelFor ?? ((t: TargetConfig) => grpcChannel(t, n.kerberos));
   const channels: HubChannel[] = [];
   const deliveries: TargetDelivery[] = [];
   let hook: HookServer | undefined;
   let capture: Capture | undefined;
+  const sources: CaptureSource[] = [];
+  let reports: RunningReports | undefined;
+  const scope = seams.scope ?? scopeFromConfig(config, config.baseDir ?? process.cwd(), log.child({ component: 'scope' }));
 
   mkdirSync(n.dataDir, { recursive: true, mode: 0o700 });
   const broker: Broker = openSqliteBroker({ file: join(n.dataDir, 'notifier.db'), groupCommitMs: 3, log: log.child({ component: 'broker' }) });
@@ -68,7 +76,7 @@ export async function startNotifier(config: NotifierConfig, log: Logger, seams: 
       }));
     }
     capture = await createCapture({
-      broker, targets: captureTargets, scope: seams.scope ?? includeAll, domain: n.domain, host: n.host,
+      broker, targets: captureTargets, scope, domain: n.domain, host: n.host,
       log: log.child({ component: 'capture' }),
     });
     const captured = capture;
@@ -81,12 +89,32 @@ export async function startNotifier(config: NotifierConfig, log: Logger, seams: 
         void p.then(() => inFlight.delete(p), () => inFlight.delete(p));
         return p;
       },
+      onSealed: (change) => {
+        const p = captured.sealed(change);
+        inFlight.add(p);
+        void p.then(() => inFlight.delete(p), () => inFlight.delete(p));
+        return p;
+      },
+    });
+    // After the hook socket listens: the capture script talks to it.
+    if (n.capture?.samba) sources.push(await startSambaCapture(config, { log: log.child({ component: 'samba' }) }));
+    reports = await startReports({
+      broker, notifierId: n.host, domain: n.domain, host: n.host, intervalMs: n.report, log: log.child({ component: 'report' }),
+      capture: () => [...sources.map((c) => c.state()), { source: 'hook', state: 'running', detail: '', lastCaptureMs: 0 }],
+      targets: enabled.map((t, i) => ({
+        name: t.name, token: captureTargets[i]!.token, channel: channels[i]!, timeoutMs: t.timeout,
+        retryIntervalMs: t.retryInterval, maxRetryIntervalMs: t.maxRetryInterval,
+        queued: async () => (await deliveries[i]!.queued()) + (await captured.held(captureTargets[i]!.token)),
+      })),
     });
   } catch (e) {
+    await reports?.stop();
+    await Promise.all(sources.map((c) => c.stop()));
     await hook?.close();
     await capture?.stop();
     await Promise.all(deliveries.map((d) => d.stop()));
     for (const c of channels) c.close();
+    await scope.close?.();
     await broker.close();
     throw e;
   }
@@ -97,9 +125,12 @@ export async function startNotifier(config: NotifierConfig, log: Logger, seams: 
   const captureStop = capture!;
   const stop = async (): Promise<void> => {
     state = 'stopping';
+    // Before the hook socket closes, so that a capture script in flight still gets its answer.
+    await Promise.all(sources.map((c) => c.stop()));
     await hookServer.close();
     await Promise.allSettled([...inFlight]);
     await captureStop.stop();
+    await reports?.stop();
     state = 'draining';
     const drained = Promise.all(deliveries.map((d) => d.stop())).then(() => true);
     const abandon = new AbortController();
@@ -107,6 +138,7 @@ export async function startNotifier(config: NotifierConfig, log: Logger, seams: 
     abandon.abort();
     if (!inTime) log.warn({ shutdownGraceMs: n.shutdownGrace }, 'a delivery call did not finish within shutdownGrace; its changes stay queued and are sent after a restart');
     for (const c of channels) c.close();
+    await scope.close?.();
     try {
       await broker.close();
     } catch (e) {
@@ -142,12 +174,12 @@ function targetRecipient(t: TargetConfig): RecipientKey {
   }
 }
 
-function grpcChannel(t: TargetConfig): HubChannel {
+function grpcChannel(t: TargetConfig, kerberos: NotifierConfig['notifier']['kerberos']): HubChannel {
   return createSubmitClient({
     address: t.address,
     ca: readTargetFile(t, 'tls.ca', t.tls.ca),
     ...(t.tls.serverName ? { serverName: t.tls.serverName } : {}),
-    auth: tlsOnly,
+    auth: targetAuthenticator(t, kerberos),
     timeoutMs: t.timeout,
   });
 }

@@ -14,3 +14,8 @@ export type { ChangeAck, ChangeAck__Output } from './generated/pwsync/v1/ChangeA
 export type { SealedChange, SealedChange__Output } from './generated/pwsync/v1/SealedChange.ts';
 export type { SubmitRequest, SubmitRequest__Output } from './generated/pwsync/v1/SubmitRequest.ts';
 export type { Account, Account__Output } from './generated/pwsync/v1/Account.ts';
+export {
+  configureKerberosProcess, kerberosClient, kerberosServer, loadKerberos,
+  type KerberosClientOptions, type KerberosProcessSettings, type KerberosServerOptions,
+} from './kerberos.ts';
+export { spnOf } from './kerberos-explain.ts';

@@ -4,14 +4,14 @@ import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { openSqliteBroker } from '../../core/broker-sqlite.ts';
 import { subjectToken, type Broker } from '../../core/broker.ts';
-import { backoffMs, startDelivery, type DeliveryOptions, type HubChannel } from '../../notifier/delivery.ts';
+import { backoffMs, startDelivery, type DeliveryOptions, type SubmitChannel } from '../../notifier/delivery.ts';
 import { deliverConsumer, deliverMsgId, deliverSubject, encodeQueuedChange } from '../../notifier/queued-change.ts';
 import type { ChangeAck__Output } from '../../proto/generated/pwsync/v1/ChangeAck.ts';
 import type { SubmitRequest } from '../../proto/generated/pwsync/v1/SubmitRequest.ts';
 import { capturingLog, tempDir, waitFor, WARN } from './helpers.ts';
 
 /** A hub in memory: down or up, and per change id ACCEPTED_DURABLE, REJECTED or no ack at all. */
-class FakeHub implements HubChannel {
+class FakeHub implements SubmitChannel {
   down = false;
   delayMs = 0;
   /** Larger calls are refused RESOURCE_EXHAUSTED, as a hub does above its message size limit. */
