@@ -76,15 +76,8 @@ CONF
 CONF
 }
 
-free_port() {
-  local p
-  for _ in $(seq 1 50); do
-    p=$((20000 + RANDOM % 40000))
-    (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return 0; }
-  done
-  echo "kdc.sh: no free port found" >&2
-  return 1
-}
+# shellcheck source=common.sh
+. "$(dirname "$0")/common.sh"
 
 write_conf 0
 : >"$DIR/kadm5.acl"

@@ -123,15 +123,8 @@ msDS-SupportedEncryptionTypes: 24
 msDS-KeyVersionNumber: 2
 LDIF
 
-free_port() {
-  local p
-  for _ in $(seq 1 50); do
-    p=$((20000 + RANDOM % 40000))
-    (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return 0; }
-  done
-  echo "slapd-dc.sh: no free port found" >&2
-  return 1
-}
+# shellcheck source=common.sh
+. "$(dirname "$0")/common.sh"
 
 # A port picked here may be taken before slapd binds it: then slapd exits and we try another.
 for attempt in 1 2 3 4 5; do
