@@ -44,11 +44,33 @@ export const DsmlConnection = Type.Object({
   anchor: anchor('dn'),
 }, { additionalProperties: false, description: 'A DSML v2 file (batchResponse/searchResponse entries); the anchor is the DN unless set.' });
 
+/** The same shape as config/schema.ts SecretRef (which imports this file, so it cannot be imported here). */
+const secretRef = Type.Union([
+  Type.Object({ fromFile: Type.String({ minLength: 1, description: 'A file holding the secret (mode 0600); a trailing newline is dropped. Relative paths are relative to the YAML file.' }) }, { additionalProperties: false }),
+  Type.Object({ fromEnv: Type.String({ pattern: '^[A-Za-z_][A-Za-z0-9_]*$', description: 'An environment variable holding the secret.' }) }, { additionalProperties: false }),
+], { description: 'Where a secret comes from: {fromFile: PATH} or {fromEnv: NAME}; never inline.' });
+export const LdapConnection = Type.Object({
+  url: Type.String({ pattern: '^ldaps?://', description: 'ldaps://host:636, or ldap://host:389 with startTls: true. A plain ldap:// URL is refused (event 6951) before anything is sent.' }),
+  startTls: Type.Boolean({ default: false, description: 'Upgrade an ldap:// connection with StartTLS before binding.' }),
+  ca: Type.String({ minLength: 1, description: 'The CA that signed the directory\'s certificate (PEM); always verified. Relative paths are relative to the YAML file.' }),
+  serverName: Type.Optional(Type.String({ minLength: 1, description: 'The name to verify in the directory\'s certificate when it differs from the URL host.' })),
+  bindDn: Type.String({ minLength: 1, description: 'The service account: `write` on userPassword only. Never the rootDN or a `manage` holder: those bypass the password policy.' }),
+  password: secretRef,
+  baseDn: Type.String({ minLength: 1, description: 'Where the people are: joins search the subtree below it.' }),
+  filter: Type.String({ minLength: 3, default: '(objectClass=inetOrgPerson)', description: 'Which entries under baseDn are objects of this connector.' }),
+  attributes: Type.Array(Type.String({ minLength: 1 }), { default: ['uid', 'mail', 'cn'], description: 'Attributes read for joins; `dn` is always there.' }),
+  pageSize: Type.Integer({ minimum: 1, maximum: 10000, default: 500, description: 'Entries per page of a search.' }),
+  poolSize: Type.Integer({ minimum: 1, maximum: 16, default: 2, description: 'Bound connections kept open; set-operations share them.' }),
+  timeout: Type.String({ minLength: 2, default: '10s', description: 'Longest one step (connect + TLS + bind, one search, one modify) may take. A duration such as 500ms, 60s, 5m, 72h.' }),
+  verifyBind: Type.Boolean({ default: true, description: 'When a set is refused as "in history" or "not changed from existing value", bind as the user with the new password: if it works the password is already in place (a retry after a lost answer) and the set succeeds.' }),
+}, { additionalProperties: false, description: 'An LDAP directory (OpenLDAP, 389, eDirectory…): passwords set with the Password Modify extended operation when offered, else a userPassword replace.' });
+
 export type DelimitedSettings = Static<typeof DelimitedConnection>;
 export type FixedWidthSettings = Static<typeof FixedWidthConnection>;
 export type AvpSettings = Static<typeof AvpConnection>;
 export type LdifSettings = Static<typeof LdifConnection>;
 export type DsmlSettings = Static<typeof DsmlConnection>;
+export type LdapSettings = Static<typeof LdapConnection>;
 
 export const CONNECTION_SCHEMAS: Readonly<Record<string, TObject>> = {
   delimited: DelimitedConnection,
@@ -56,6 +78,7 @@ export const CONNECTION_SCHEMAS: Readonly<Record<string, TObject>> = {
   avp: AvpConnection,
   ldif: LdifConnection,
   dsml: DsmlConnection,
+  ldap: LdapConnection,
 };
 
 export const CONNECTOR_KINDS = Object.keys(CONNECTION_SCHEMAS);

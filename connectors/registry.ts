@@ -6,6 +6,7 @@ import { avpKind } from './files/avp.ts';
 import { delimitedKind } from './files/delimited.ts';
 import { fixedWidthKind } from './files/fixed-width.ts';
 import { ldifKind } from './files/ldif.ts';
+import { ldapKind } from './ldap/ldap.ts';
 import { CONNECTION_SCHEMAS } from './kinds-schema.ts';
 
 /**
@@ -21,6 +22,7 @@ export function registerKind<S>(kind: ConnectorKind<S>): void {
 }
 
 for (const kind of [delimitedKind, fixedWidthKind, avpKind, ldifKind, dsmlKind]) registerKind(kind);
+registerKind(ldapKind);
 
 export function knownKinds(): string[] {
   return [...KINDS.keys()].sort();

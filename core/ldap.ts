@@ -269,6 +269,27 @@ export class LdapDirectory implements DirectorySearch {
     }
   }
 
+  /**
+   * Runs `fn` on the bound connection (connecting and binding first when needed). A failure to
+   * connect or bind comes out as an LdapError; what `fn` throws comes out as thrown, so the caller
+   * can read result codes and response controls. A connection lost or timed out under `fn` is
+   * dropped, never reused: the next call connects afresh. Nothing is retried here.
+   */
+  async use<T>(fn: (client: Client) => Promise<T>): Promise<T> {
+    let client: Client;
+    try {
+      client = await this.bound();
+    } catch (e) {
+      throw this.error(e, 'connect');
+    }
+    try {
+      return await fn(client);
+    } catch (e) {
+      if (!(e instanceof ResultCodeError)) this.drop();
+      throw e;
+    }
+  }
+
   async close(): Promise<void> {
     this.closed = true;
     const c = this.client;

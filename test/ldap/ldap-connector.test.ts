@@ -1,0 +1,266 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { promisify } from 'node:util';
+import { isNativePasswordSetter, isObjectSource, type Connector, type NativePasswordSetter, type ObjectSource } from '../../connectors/contract.ts';
+import { createConnector } from '../../connectors/registry.ts';
+import { PwsyncError } from '../../core/errors.ts';
+import type { OperationContext, TargetObject } from '../../core/extension.ts';
+import { LdapDirectory, LdapError } from '../../core/ldap.ts';
+import { silentLogger } from '../../core/log.ts';
+import { Secret } from '../../core/secret.ts';
+import { testDir } from '../lib/dirs.ts';
+import { testPassword } from '../lib/passwords.ts';
+
+const run = promisify(execFile);
+const SCRIPT = path.resolve(import.meta.dirname, '../env/slapd.sh');
+const dir = testDir('ldap-connector');
+let env: Record<string, string> = {};
+const open: Array<Connector> = [];
+
+type Ldap = Connector & ObjectSource & NativePasswordSetter;
+
+function ctx(): OperationContext {
+  return {
+    operationId: 'op-1', changeId: 'ch-1', changeTime: Date.now(), connector: 'openldap', log: silentLogger(),
+    account: { domain: 'corp.example.com', samAccountName: 'x', objectGuid: '', objectSid: '', upn: '', dn: '' },
+  };
+}
+
+function dnOf(uid: string): string {
+  return `uid=${uid},${env.SLAPD_PEOPLE}`;
+}
+
+function target(uid: string): TargetObject {
+  return { id: dnOf(uid), attributes: { uid } };
+}
+
+function secret(label: string): Secret {
+  return Secret.adopt(testPassword(label));
+}
+
+async function connector(settings: Record<string, unknown> = {}): Promise<Ldap> {
+  const c = createConnector('openldap', 'ldap', {
+    url: env.SLAPD_LDAPS_URL, ca: env.SLAPD_CA, bindDn: env.SLAPD_SERVICE_DN,
+    password: { fromFile: env.SLAPD_SERVICE_PASSWORD_FILE }, baseDn: env.SLAPD_PEOPLE, timeout: '5s', ...settings,
+  }, { log: silentLogger(), resolvePath: (p) => path.resolve(dir, p) });
+  assert.ok(isNativePasswordSetter(c) && isObjectSource(c));
+  open.push(c);
+  await c.open();
+  return c as Ldap;
+}
+
+/** A simple bind as the user, on its own connection: true when the password works. */
+async function bindsAs(uid: string, label: string): Promise<boolean> {
+  const d = new LdapDirectory({ url: env.SLAPD_LDAPS_URL!, startTls: false, ca: env.SLAPD_CA!, bindDn: dnOf(uid), password: secret(label), timeoutMs: 5000 });
+  try {
+    await d.use(async () => undefined);
+    return true;
+  } catch (e) {
+    if (e instanceof LdapError && (e.cause as { code?: unknown } | undefined)?.code === 49) return false;
+    throw e;
+  } finally {
+    await d.close();
+  }
+}
+
+async function set(c: Ldap, uid: string, label: string): Promise<void> {
+  const pw = secret(label);
+  try {
+    await c.setPassword(target(uid), pw, ctx());
+  } finally {
+    pw.dispose();
+  }
+}
+
+async function refusal(p: Promise<unknown>): Promise<PwsyncError> {
+  try {
+    await p;
+  } catch (e) {
+    assert.ok(e instanceof PwsyncError, `a PwsyncError, got ${String(e)}`);
+    return e;
+  }
+  assert.fail('expected a refusal');
+}
+
+/**
+ * A TCP relay in front of slapd that, once armed, swallows the next answer from the server and
+ * cuts the connection: the request reached slapd, its response never reaches the connector.
+ */
+async function lossyRelay(port: number): Promise<{ port: number; arm(): void; close(): Promise<void> }> {
+  let armed = false;
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((client) => {
+    const upstream = net.connect(port, '127.0.0.1');
+    sockets.add(client).add(upstream);
+    client.on('data', (d) => upstream.write(d));
+    upstream.on('data', (d) => {
+      if (armed) {
+        armed = false;
+        client.destroy();
+        upstream.destroy();
+        return;
+      }
+      client.write(d);
+    });
+    const end = (): void => { client.destroy(); upstream.destroy(); };
+    client.on('error', end).on('close', end);
+    upstream.on('error', end).on('close', end);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    arm: () => { armed = true; },
+    close: () => {
+      for (const s of sockets) s.destroy();
+      return new Promise((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+before(async () => {
+  const { stdout } = await run(SCRIPT, ['start', dir], { timeout: 60_000 });
+  env = Object.fromEntries(stdout.trim().split('\n').map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
+  assert.ok(env.SLAPD_LDAPS_URL, stdout);
+});
+
+after(async () => {
+  for (const c of open) await c.close().catch(() => undefined);
+  await run(SCRIPT, ['stop', dir], { timeout: 30_000 });
+});
+
+describe('ldap connector against slapd (ppolicy, TLS, a service account with write on userPassword)', () => {
+  test('a set lands: the user binds with the new password, the old one fails', async () => {
+    const c = await connector();
+    assert.equal(c.securityLevel(), 'encrypted');
+    assert.match(await c.test(), /Password Modify extended operation offered; password policy control offered/);
+    await set(c, 'alice', 'alice-first-pass');
+    assert.ok(await bindsAs('alice', 'alice-first-pass'));
+    await set(c, 'alice', 'alice-second-pass');
+    assert.ok(await bindsAs('alice', 'alice-second-pass'));
+    assert.equal(await bindsAs('alice', 'alice-first-pass'), false);
+  });
+
+  test('non-ASCII letters, quotes and backslashes arrive intact', async () => {
+    const c = await connector();
+    const label = 'é-ß-€-日本-"q"-\\b\\-' + 'x'.repeat(100);
+    await set(c, 'bob', label);
+    assert.ok(await bindsAs('bob', label));
+    assert.equal(await bindsAs('bob', label.normalize('NFD')), false, 'a decomposed é is another password');
+  });
+
+  test('too short → 6927 "too short"; reused → 6927 "in history"; neither retried', async () => {
+    const c = await connector();
+    const short = await refusal(set(c, 'carol', 'a'));
+    assert.equal(short.eventId, 6927);
+    assert.equal(short.retryable, false);
+    assert.match(short.message, /too short/);
+    await set(c, 'carol', 'carol-first-pass');
+    await set(c, 'carol', 'carol-second-pass');
+    const reused = await refusal(set(c, 'carol', 'carol-first-pass'));
+    assert.equal(reused.eventId, 6927);
+    assert.equal(reused.retryable, false);
+    assert.match(reused.message, /in history/);
+    assert.ok(await bindsAs('carol', 'carol-second-pass'));
+  });
+
+  test('an unknown DN → 6923', async () => {
+    const c = await connector();
+    const e = await refusal(set(c, 'nobody', 'nobody-pass-long'));
+    assert.equal(e.eventId, 6923);
+    assert.equal(e.retryable, false);
+    assert.match(e.message, /uid=nobody/);
+  });
+
+  test('a plain ldap:// URL is refused at open with 6951, and nothing reaches the server', async () => {
+    let connections = 0;
+    const server = net.createServer((s) => { connections++; s.destroy(); });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const port = (server.address() as net.AddressInfo).port;
+      const c = createConnector('plain', 'ldap', {
+        url: `ldap://127.0.0.1:${port}`, ca: env.SLAPD_CA, bindDn: env.SLAPD_SERVICE_DN,
+        password: { fromFile: env.SLAPD_SERVICE_PASSWORD_FILE }, baseDn: env.SLAPD_PEOPLE,
+      }, { log: silentLogger(), resolvePath: (p) => path.resolve(dir, p) }) as Ldap;
+      assert.equal(c.securityLevel(), 'plain');
+      const e = await refusal(c.open());
+      assert.equal(e.eventId, 6951);
+      assert.match(e.message, /ldaps:\/\/|startTls/);
+      const later = await refusal(set(c, 'alice', 'never-sent-pass'));
+      assert.notEqual(later.eventId, 6947);
+      assert.equal(connections, 0, 'no connection was opened to the server');
+    } finally {
+      await new Promise((resolve) => server.close(resolve));
+    }
+  });
+
+  test('StartTLS on ldap:// with the CA is encrypted and sets the password', async () => {
+    const c = await connector({ url: env.SLAPD_LDAP_URL, startTls: true });
+    assert.equal(c.securityLevel(), 'encrypted');
+    await set(c, 'erin', 'erin-starttls-pass');
+    assert.ok(await bindsAs('erin', 'erin-starttls-pass'));
+  });
+
+  test('a retry after the answer was lost is refused as already used, confirmed by a bind, and succeeds', async () => {
+    const relay = await lossyRelay(Number(new URL(env.SLAPD_LDAPS_URL!).port));
+    try {
+      const c = await connector({ url: `ldaps://127.0.0.1:${relay.port}`, poolSize: 1 });
+      await c.test(); // connected, bound, root DSE read: the next answer is the set's
+      relay.arm();
+      const lost = await refusal(set(c, 'dave', 'dave-lost-answer'));
+      assert.equal(lost.eventId, 6940);
+      assert.equal(lost.retryable, true);
+      assert.ok(await bindsAs('dave', 'dave-lost-answer'), 'the first attempt did land');
+      await set(c, 'dave', 'dave-lost-answer'); // the retry: success, not 6927
+      const strict = await connector({ verifyBind: false });
+      const e = await refusal(set(strict, 'dave', 'dave-lost-answer'));
+      assert.equal(e.eventId, 6927, 'without verifyBind the refusal stands');
+    } finally {
+      await relay.close();
+    }
+  });
+
+  test('list, find and version for joins', async () => {
+    const c = await connector();
+    const all: TargetObject[] = [];
+    for await (const o of c.list()) all.push(o);
+    assert.deepEqual(all.map((o) => o.attributes.uid).sort(), ['alice', 'bob', 'carol', 'dave', 'erin']);
+    const alice = all.find((o) => o.attributes.uid === 'alice')!;
+    assert.equal(alice.id, dnOf('alice'));
+    assert.equal(alice.attributes.mail, 'alice@pwsync.test');
+    assert.deepEqual(await c.attributes(), ['dn', 'uid', 'mail', 'cn']);
+    assert.deepEqual((await c.find('uid', 'ALICE', true)).map((o) => o.id), [dnOf('alice')]);
+    assert.deepEqual(await c.find('uid', 'ALICE', false), []);
+    assert.deepEqual(await c.find('uid', '*', true), [], 'the value is escaped, not a wildcard');
+    assert.deepEqual(await c.find('mail', 'x)(uid=*', true), []);
+    assert.deepEqual((await c.find('dn', dnOf('bob'), true)).map((o) => o.attributes.uid), ['bob']);
+    assert.deepEqual(await c.find('dn', dnOf('nobody'), true), []);
+    const v1 = await c.version();
+    await new Promise((resolve) => setTimeout(resolve, 1100)); // modifyTimestamp has a one-second resolution
+    await set(c, 'erin', 'erin-version-pass');
+    assert.notEqual(await c.version(), v1, 'a changed entry changes the version');
+  });
+
+  test('a service account without the right → 6942 naming it and the right, not retried', async () => {
+    const c = await connector({ bindDn: env.SLAPD_NORIGHTS_DN, password: { fromFile: env.SLAPD_NORIGHTS_PASSWORD_FILE } });
+    const e = await refusal(set(c, 'alice', 'alice-denied-pass'));
+    assert.equal(e.eventId, 6942);
+    assert.equal(e.retryable, false);
+    assert.ok(e.message.includes(env.SLAPD_NORIGHTS_DN!), e.message);
+    assert.match(e.message, /write on userPassword/);
+    assert.ok(await bindsAs('alice', 'alice-second-pass'), 'the password did not change');
+  });
+
+  test('a service account with a wrong password → 6942 naming it', async () => {
+    const wrong = path.join(dir, 'wrong.password');
+    writeFileSync(wrong, readFileSync(env.SLAPD_NORIGHTS_PASSWORD_FILE!, 'utf8').split('').reverse().join(''), { mode: 0o600 });
+    const c = await connector({ password: { fromFile: wrong } });
+    const e = await refusal(set(c, 'alice', 'alice-denied-pass'));
+    assert.equal(e.eventId, 6942);
+    assert.equal(e.retryable, false);
+    assert.ok(e.message.includes(env.SLAPD_SERVICE_DN!), e.message);
+  });
+});
