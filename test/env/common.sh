@@ -9,3 +9,17 @@ free_port() {
   echo "$(basename "$0"): no free port found on 127.0.0.1" >&2
   return 1
 }
+
+# Stops the slapd whose pid file is in DIR ($1), only if that PID is still a slapd reading DIR's
+# slapd.conf (never another process that reused the PID).
+stop_slapd() {
+  local pidfile="$1/slapd.pid" pid
+  [ -f "$pidfile" ] || return 0
+  pid=$(cat "$pidfile")
+  if [ -r "/proc/$pid/cmdline" ] && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q -- "-f $1/slapd.conf"; then
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
+    kill -9 "$pid" 2>/dev/null || true
+  fi
+  rm -f "$pidfile"
+}

@@ -13,18 +13,9 @@ DIR=${2:-}
 BASE=${3:-DC=corp,DC=example,DC=com}
 [ -n "$cmd" ] && [ -n "$DIR" ] || { echo "usage: $0 start|stop DIR [BASE_DN]" >&2; exit 2; }
 
-stop() {
-  local pidfile="$DIR/slapd.pid" pid
-  [ -f "$pidfile" ] || return 0
-  pid=$(cat "$pidfile")
-  # Only our own slapd: the PID must still be a slapd reading this folder's configuration.
-  if [ -r "/proc/$pid/cmdline" ] && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q -- "-f $DIR/slapd.conf"; then
-    kill "$pid" 2>/dev/null || true
-    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
-    kill -9 "$pid" 2>/dev/null || true
-  fi
-  rm -f "$pidfile"
-}
+# shellcheck source=common.sh
+. "$(dirname "$0")/common.sh"
+stop() { stop_slapd "$DIR"; }
 
 if [ "$cmd" = stop ]; then [ -d "$DIR" ] && DIR=$(cd "$DIR" && pwd); stop; exit 0; fi
 [ "$cmd" = start ] || { echo "usage: $0 start|stop DIR [BASE_DN]" >&2; exit 2; }
@@ -123,8 +114,6 @@ msDS-SupportedEncryptionTypes: 24
 msDS-KeyVersionNumber: 2
 LDIF
 
-# shellcheck source=common.sh
-. "$(dirname "$0")/common.sh"
 
 # A port picked here may be taken before slapd binds it: then slapd exits and we try another.
 for attempt in 1 2 3 4 5; do
