@@ -272,7 +272,10 @@ class Supervisor implements CaptureSource {
       });
       // syncpasswords logs the script's reply on stdout: a DONE-EXIT line is a captured change.
       createInterface({ input: child.stdout! }).on('line', (line) => {
-        if (line.includes('DONE-EXIT: queued')) this.lastCaptureMs = Date.now();
+        const confirmed = /DONE-EXIT: queued \S+ ([0-9a-f]{32})/.exec(line);
+        if (!confirmed) return;
+        this.lastCaptureMs = Date.now();
+        this.log.info({ source: 'samba', changeId: confirmed[1] }, 'syncpasswords confirmed a captured change');
       });
       // samba-tool's own summary ("ERROR(…): … - <the script's message>") comes before the
       // traceback; it says more than the traceback's last line.

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { renameSync } from 'node:fs';
+import { readFileSync, readdirSync, renameSync } from 'node:fs';
 import { after, before, test } from 'node:test';
 import { testPassword } from '../lib/passwords.ts';
 import {
@@ -23,26 +23,66 @@ after(async () => {
 
 const pause = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-test('the notifier killed -9 between capture and delivery: the change arrives once after a restart', async () => {
+test('the notifier killed -9 between capture and delivery: the change arrives once after a restart', async (t) => {
   await s.lab.stop(s.lab.hub);
   const bob1 = testPassword('bo-kill-2');
   const r = await kpasswd(s.dc, 'bob', s.dc.users.bob.password, bob1);
   assert.equal(r.code, 0, r.output);
   await until(() => queuedFor(s.lab, 'bob').length === 1);
+  // Killed once syncpasswords has logged the script's DONE-EXIT: killed before, syncpasswords
+  // would die on that write into the dead notifier's pipe, and there would be nothing left over.
+  const id = await expectedChangeId(s.dc, 'bob');
+  await notifierLogged(s.lab, `"changeId":"${id}","msg":"syncpasswords confirmed a captured change"`);
+  const leftover = loopPid();
   await s.lab.kill(s.lab.notifier);
+  // syncpasswords writes nothing while it waits, so it outlives the notifier (recipe: it keeps
+  // the cache's lock); should it have exited on its own, there is nothing for the restart to stop.
+  const outlived = alive(leftover);
   await s.lab.startHub();
   await s.lab.startNotifier();
   const [op] = await settled(s, 'bob', 1);
   assert.equal(op!.state, 'successful', op!.reason);
-  assert.equal(op!.changeId, await expectedChangeId(s.dc, 'bob'));
+  assert.equal(op!.changeId, id);
   assert.equal(await targetHas(s, 'bob', bob1), true);
   // The killed notifier's syncpasswords was stopped by PID; the new one runs and replays nothing.
-  await notifierLogged(s.lab, 'a syncpasswords of an earlier notifier is still running');
+  if (outlived) await notifierLogged(s.lab, 'a syncpasswords of an earlier notifier is still running');
+  else t.diagnostic(`syncpasswords ${leftover} had exited before the restart`);
   await notifierLogged(s.lab, '"phase":"loop"', 30_000, 2);
+  await until(() => !alive(leftover));
+  assert.deepEqual(syncpasswordsPids(), [loopPid()], 'exactly one syncpasswords, the new notifier\'s');
   await pause(6_000);
   assert.equal((await operations(s, 'bob')).length, 1, 'delivered once');
   assert.equal(queuedFor(s.lab, 'bob').length, 1, 'queued once');
 });
+
+/** The PID of the latest syncpasswords the notifier started in its wait loop. */
+function loopPid(): number {
+  const line = logLines(s.lab.notifierLog).filter((l) => l.includes('"phase":"loop"') && l.includes('syncpasswords started')).at(-1);
+  assert.ok(line, 'the notifier started syncpasswords');
+  return (JSON.parse(line) as { childPid: number }).childPid;
+}
+
+/** Running syncpasswords processes with this lab's notifier's cache (the netns is the test's own). */
+function syncpasswordsPids(): number[] {
+  return readdirSync('/proc').filter((d) => /^\d+$/.test(d)).flatMap((d) => {
+    try {
+      const cmd = readFileSync(`/proc/${d}/cmdline`, 'utf8');
+      return cmd.includes('syncpasswords') && cmd.includes(s.lab.root) && alive(Number(d)) ? [Number(d)] : [];
+    } catch {
+      return [];
+    }
+  });
+}
+
+/** Running, and not a zombie. */
+function alive(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return false;
+  }
+}
 
 test('the capture script failing (hook socket gone): syncpasswords is restarted with event 6959 and the change arrives once', async () => {
   const away = `${s.lab.hookSocket}.away`;
