@@ -1,19 +1,22 @@
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import tls from 'node:tls';
-import { Client, NoSuchObjectError, ResultCodeError } from 'ldapts';
+import {
+  AndFilter, Ber, BerWriter, BindRequest, Client, EqualityFilter, FilterParser, NoSuchObjectError, ResultCodeError, type Filter,
+} from 'ldapts';
 import type { Secret } from './secret.ts';
 
 /**
  * The one place that opens an LDAP connection: ldaps://, or ldap:// upgraded with StartTLS before
- * anything is sent; the server's certificate always verified against a CA file; a simple bind with
- * the password held in a Secret (a JS string only for the length of the bind call); every step
- * bounded by `timeoutMs`. Errors say which URL and bind DN, what failed and what to fix, and never
- * carry the password.
+ * anything is sent (plain ldap:// only when the admin allowed it); the server's certificate always
+ * verified against a CA file; a simple bind whose password goes from the Secret's bytes into the
+ * request without ever being a JS string; every step bounded by `timeoutMs`. Errors say which URL
+ * and bind DN, what failed and what to fix, and never carry the password.
  *
  * ldapts reconnects a dropped connection on its own, unbound and, after StartTLS, in clear. That is
  * refused here: each connection may be opened once, and a lost one is replaced by a fresh,
- * verified, bound one.
+ * verified, bound one. While the directory cannot be reached, connecting again waits out a backoff
+ * window (100 ms doubling to 5 s): calls in the window fail at once, retryably.
  */
 
 export interface LdapOptions {
@@ -32,6 +35,11 @@ export interface LdapOptions {
   timeoutMs: number;
   /** Entries per page of a subtree search. */
   pageSize?: number;
+  /**
+   * Accept ldap:// without startTls: binds and passwords then travel in clear. Only for a target
+   * whose admin set requireSecureConnection: false; refused otherwise.
+   */
+  allowPlain?: boolean;
 }
 
 /** An LDAP failure in words an admin can act on. `retryable`: trying again later may work without a change of configuration. */
@@ -44,8 +52,8 @@ export class LdapError extends Error {
 
 export interface LdapQuery {
   scope: 'base' | 'one' | 'sub';
-  /** Build it with escapeFilterValue for anything that came from outside. */
-  filter: string;
+  /** Build it with escapeFilterValue for anything that came from outside; binaryEquals for bytes. */
+  filter: string | Filter;
   attributes: string[];
   /** Attributes to return as bytes (objectSid, objectGUID, tokenGroups). */
   binary?: string[];
@@ -86,10 +94,19 @@ export interface DirectorySearch {
   close(): Promise<void>;
 }
 
-/** RFC 4515 escaping of a filter value: a string's specials, or every byte of a binary value (a SID, a GUID). */
-export function escapeFilterValue(value: string | Buffer): string {
-  if (Buffer.isBuffer(value)) return [...value].map((b) => `\\${b.toString(16).padStart(2, '0')}`).join('');
+/** RFC 4515 escaping of a string filter value. Bytes (a SID, a GUID) go through binaryEquals. */
+export function escapeFilterValue(value: string): string {
   return value.replace(/[*()\\\0]/g, (c) => `\\${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+}
+
+/**
+ * `filter` AND `attribute` equals exactly these bytes. Not a string filter with \\xx escapes:
+ * ldapts parses those into characters and writes them as UTF-8, so a byte of 0x80 or more would
+ * reach the server as two bytes and match nothing.
+ */
+export function binaryEquals(attribute: string, value: Buffer, filter?: string): Filter {
+  const equals = new EqualityFilter({ attribute, value });
+  return filter === undefined ? equals : new AndFilter({ filters: [FilterParser.parseString(filter), equals] });
 }
 
 /** The naming context of an AD domain: pwsync.test → DC=pwsync,DC=test. */
@@ -145,8 +162,8 @@ interface Target {
   port: number;
 }
 
-/** Checks the options without touching the network: never a plain connection. */
-export function checkLdapOptions(o: Pick<LdapOptions, 'url' | 'startTls'>): Target {
+/** Checks the options without touching the network: never a plain connection unless `allowPlain`. */
+export function checkLdapOptions(o: Pick<LdapOptions, 'url' | 'startTls' | 'allowPlain'>): Target {
   let u: URL;
   try {
     u = new URL(o.url);
@@ -159,7 +176,7 @@ export function checkLdapOptions(o: Pick<LdapOptions, 'url' | 'startTls'>): Targ
     return { secure: true, host, port: u.port ? Number(u.port) : 636 };
   }
   if (u.protocol === 'ldap:') {
-    if (!o.startTls) throw new LdapError(`${o.url} is a plain connection: the bind password would travel in clear. Use ldaps://${u.host || 'host'}, or set startTls: true`, false);
+    if (!o.startTls && o.allowPlain !== true) throw new LdapError(`${o.url} is a plain connection: the bind password would travel in clear. Use ldaps://${u.host || 'host'}, or set startTls: true`, false);
     return { secure: false, host, port: u.port ? Number(u.port) : 389 };
   }
   throw new LdapError(`${o.url} is not an LDAP URL: write ldaps://host:636, or ldap://host:389 with startTls: true`, false);
@@ -229,6 +246,76 @@ function bounded<T>(p: Promise<T>, ms: number, onTimeout: () => void): Promise<T
   return Promise.race([p, t]).finally(() => clearTimeout(timer));
 }
 
+/**
+ * A simple bind request whose password is written from bytes: ldapts' own BindRequest takes a
+ * string, which cannot be wiped and would outlive the bind. The BER encoding is written into a
+ * writer sized so it never grows (a grown writer would leave an earlier copy out of reach), and
+ * wiped once the request has been answered or has failed.
+ */
+class BytesBindRequest extends BindRequest {
+  // ES private fields: left out of ldapts' debug JSON of the message and of any spread copy.
+  readonly #password: Buffer;
+  #encoded: Buffer | undefined;
+
+  constructor(messageId: number, dn: string, password: Buffer) {
+    super({ messageId, dn });
+    this.#password = password;
+  }
+
+  override write(): Buffer {
+    // The framing takes at most 31 bytes beyond the DN and the password (tags, lengths, message id, version).
+    const size = 64 + Buffer.byteLength(this.dn) + this.#password.length;
+    const writer = new BerWriter({ size });
+    writer.startSequence();
+    writer.writeInt(this.messageId);
+    writer.startSequence(this.protocolOperation);
+    this.writeMessage(writer);
+    writer.endSequence();
+    writer.endSequence();
+    const out = writer.buffer;
+    const own = out.byteOffset === 0 && out.buffer.byteLength === size;
+    // The whole allocation, not only the message: endSequence shifts content left and leaves a tail past it.
+    this.#encoded = own ? Buffer.from(out.buffer, 0, size) : out;
+    if (!own) {
+      this.wipe();
+      throw new LdapError('ldapts\' BerWriter did not write the bind request into one buffer of its own of the size asked, so core/ldap.ts cannot wipe every copy of the password: adapt BytesBindRequest to this ldapts version', false);
+    }
+    return out;
+  }
+
+  override writeMessage(writer: BerWriter): void {
+    writer.writeInt(this.version);
+    writer.writeString(this.dn);
+    writer.writeBuffer(this.#password, Ber.Context);
+  }
+
+  wipe(): void {
+    this.#encoded?.fill(0);
+    this.#encoded = undefined;
+  }
+}
+
+/**
+ * Sends a simple bind with the password's bytes through ldapts' internal `_sendBind` (the public
+ * bind() takes a string). Checked at each use, so an ldapts upgrade without it fails loudly.
+ */
+async function bindWithBytes(client: Client, dn: string, password: Buffer): Promise<void> {
+  const internal = client as unknown as { _sendBind?: unknown; _nextMessageId?: unknown };
+  if (typeof internal._sendBind !== 'function' || typeof internal._nextMessageId !== 'function') {
+    throw new LdapError('this ldapts has no Client._sendBind or _nextMessageId: core/ldap.ts sends the bind through them to keep the password out of JS strings; adapt bindWithBytes to this ldapts version', false);
+  }
+  const req = new BytesBindRequest((internal._nextMessageId as () => number).call(client), dn, password);
+  try {
+    await (internal._sendBind as (r: BindRequest) => Promise<void>).call(client, req);
+  } finally {
+    // Answered, refused or failed: either way the socket no longer needs the encoded request.
+    req.wipe();
+  }
+}
+
+const FIRST_BACKOFF_MS = 100;
+const MAX_BACKOFF_MS = 5000;
+
 const LOST = /connection to .* was lost|Connection closed|Socket error|Socket connection not established/i;
 
 /**
@@ -241,7 +328,10 @@ export class LdapDirectory implements DirectorySearch {
   private readonly caPem: Buffer;
   private client: Client | undefined;
   private connecting: Promise<Client> | undefined;
+  private paged: Promise<unknown> = Promise.resolve();
   private closed = false;
+  /** After a retryable failure to connect: no new attempt before `retryAt`; the window doubles up to MAX_BACKOFF_MS. */
+  private backoff: { retryAt: number; windowMs: number; error: LdapError } | undefined;
 
   constructor(private readonly opts: LdapOptions) {
     this.target = checkLdapOptions(opts);
@@ -298,7 +388,16 @@ export class LdapDirectory implements DirectorySearch {
     await c?.unbind().catch(() => undefined);
   }
 
-  private async searchOnce(base: string, q: LdapQuery): Promise<LdapEntry[]> {
+  private searchOnce(base: string, q: LdapQuery): Promise<LdapEntry[]> {
+    if (q.scope === 'base') return this.searchNow(base, q);
+    // slapd keeps one paged-results cookie per connection: a second paged search on the same
+    // connection invalidates the first one's ("paged results cookie is invalid"). One at a time.
+    const run = this.paged.then(() => this.searchNow(base, q));
+    this.paged = run.catch(() => undefined);
+    return run;
+  }
+
+  private async searchNow(base: string, q: LdapQuery): Promise<LdapEntry[]> {
     const client = await this.bound();
     const binary = q.binary ?? [];
     try {
@@ -330,9 +429,28 @@ export class LdapDirectory implements DirectorySearch {
 
   private async bound(): Promise<Client> {
     if (this.closed) throw new LdapError(`${this.opts.url}: the directory connection is closed`, false);
-    if (this.client?.isBound) return this.client;
+    // `client` is only ever a connection bound by connect(); ldapts cannot reopen it (once()).
+    if (this.client?.isConnected) return this.client;
     this.drop();
-    this.connecting ??= this.connect().finally(() => {
+    if (this.connecting) return this.connecting;
+    const b = this.backoff;
+    const wait = b ? b.retryAt - Date.now() : 0;
+    if (b && wait > 0) {
+      throw new LdapError(`${b.error.message} (retrying the connection in ${wait} ms)`, true, { cause: b.error });
+    }
+    this.connecting = this.connect().then((client) => {
+      this.backoff = undefined;
+      return client;
+    }, (e: unknown) => {
+      if (e instanceof LdapError && e.retryable && !this.closed) {
+        const windowMs = b ? Math.min(b.windowMs * 2, MAX_BACKOFF_MS) : FIRST_BACKOFF_MS;
+        this.backoff = { retryAt: Date.now() + windowMs, windowMs, error: e };
+      } else {
+        // Reached but refused (credentials, certificate): not a down server; the event says what to fix.
+        this.backoff = undefined;
+      }
+      throw e;
+    }).finally(() => {
       this.connecting = undefined;
     });
     return this.connecting;
@@ -357,12 +475,12 @@ export class LdapDirectory implements DirectorySearch {
     let step = 'connect';
     try {
       await bounded((async () => {
-        if (!secure) {
+        if (!secure && this.opts.startTls) {
           step = 'StartTLS';
           await client.startTLS(tlsOptions);
         }
         step = `bind as ${this.opts.bindDn}`;
-        await this.opts.password.use((pw) => client.bind(this.opts.bindDn, pw.toString('utf8')));
+        await this.opts.password.use((pw) => bindWithBytes(client, this.opts.bindDn, pw));
       })(), this.opts.timeoutMs, () => void client.unbind().catch(() => undefined));
     } catch (e) {
       await client.unbind().catch(() => undefined);

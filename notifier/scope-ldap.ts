@@ -4,7 +4,7 @@ import { resolveSecret } from '../config/secret-ref.ts';
 import { describeError, UsageError } from '../core/errors.ts';
 import type { AccountRef } from '../core/extension.ts';
 import {
-  domainDn, escapeFilterValue, guidToBytes, LdapDirectory, LdapError, normalizeDn, sidToString, type DirectorySearch,
+  binaryEquals, domainDn, escapeFilterValue, guidToBytes, LdapDirectory, LdapError, normalizeDn, sidToString, type DirectorySearch,
 } from '../core/ldap.ts';
 import type { Logger } from '../core/log.ts';
 import { includeAll, ScopeUnavailable, type Scope, type ScopeDecision } from './scope.ts';
@@ -149,7 +149,7 @@ export class LdapScope implements Scope {
         guid = undefined;
       }
       if (guid) {
-        const [e] = await dir.search(this.opts.baseDn, { scope: 'sub', filter: `(objectGUID=${escapeFilterValue(guid)})`, attributes: ['1.1'], sizeLimit: 1 });
+        const [e] = await dir.search(this.opts.baseDn, { scope: 'sub', filter: binaryEquals('objectGUID', guid), attributes: ['1.1'], sizeLimit: 1 });
         if (e) return e.dn;
       }
       if (!a.samAccountName) return undefined;

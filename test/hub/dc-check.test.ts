@@ -39,9 +39,10 @@ class TableDirectory implements DirectorySearch {
   failWith: Error | undefined;
   constructor(private readonly table: Record<string, LdapEntry>) {}
   async search(_base: string, q: LdapQuery): Promise<LdapEntry[]> {
-    this.asked.push(q.filter);
+    const filter = q.filter.toString();
+    this.asked.push(filter);
     if (this.failWith) throw this.failWith;
-    const sam = /\(sAMAccountName=([^)]*)\)/.exec(q.filter)?.[1] ?? '';
+    const sam = /\(sAMAccountName=([^)]*)\)/.exec(filter)?.[1] ?? '';
     const e = this.table[sam];
     return e ? [e] : [];
   }
