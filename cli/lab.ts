@@ -68,6 +68,8 @@ export interface LabOptions {
   notifierDirectory?: { url: string; ca: string; serverName?: string; bindDn: string; passwordFile: string };
   /** notifier.report (how often hubs hear from the notifier); 60s by default. */
   reportInterval?: string;
+  /** Hub connectors written as given, after `connectors`: kinds without a target file (ldap). */
+  hubConnectors?: Array<Record<string, unknown>>;
 }
 
 export interface Service {
@@ -174,7 +176,7 @@ export class Lab {
           },
         } : {}),
       }],
-      connectors: o.connectors.map((c) => ({
+      connectors: [...o.connectors.map((c): Record<string, unknown> => ({
         name: c.name, kind: c.kind, enabled: c.enabled ?? true,
         connection: { path: `targets/${c.file}`, ...c.connection },
         join: c.join,
@@ -183,7 +185,7 @@ export class Lab {
         ...(c.extension === null ? {} : {
           extension: { module: c.extensionModule ?? EXAMPLE_EXTENSION, settings: c.extension ?? { attribute: 'pwdHash', cost: 1024 } },
         }),
-      })),
+      })), ...o.hubConnectors ?? []],
     };
     writeFileSync(this.hubConfig, `# yaml-language-server: $schema=${path.join(REPO, 'config/schema/hub.schema.json')}\n${stringify(hub)}`);
     const targets = o.targets ?? [{ name: 'lab-hub' }];

@@ -34,6 +34,32 @@ export interface ObjectSource {
   attributes(): Promise<readonly string[]>;
 }
 
+/**
+ * Objects read incrementally (LDAP: modifyTimestamp or uSNChanged): the join index asks what
+ * changed since its last read instead of reading every object again for each change.
+ */
+export interface IncrementalObjectSource {
+  /**
+   * Every object (`since` undefined; `complete` true), or the objects added, changed or renamed
+   * since the token of an earlier answer. `removed` holds ids the system reports as deleted; an
+   * object deleted without a trace stays until the next complete read (the join index does one
+   * periodically, and whenever a rule matches more than one object).
+   */
+  changedSince(since: string | undefined): Promise<ObjectDelta>;
+}
+
+export interface ObjectDelta {
+  /** Hand back to the next changedSince. */
+  readonly token: string;
+  readonly complete: boolean;
+  readonly objects: readonly TargetObject[];
+  readonly removed: readonly string[];
+}
+
+export function isIncrementalObjectSource(c: ObjectSource): c is ObjectSource & IncrementalObjectSource {
+  return typeof (c as Partial<IncrementalObjectSource>).changedSince === 'function';
+}
+
 /** Sets passwords natively (LDAP, AD). */
 export interface NativePasswordSetter {
   setPassword(object: TargetObject, password: Secret, ctx: OperationContext): Promise<void>;
@@ -62,6 +88,8 @@ export function isExtensionHost(c: Connector): c is Connector & ExtensionHost {
 export interface ConnectorEnv {
   readonly log: Logger;
   resolvePath(p: string): string;
+  /** The target's requireSecureConnection (default true): false lets a connector open a plain channel. */
+  readonly requireSecureConnection?: boolean;
 }
 
 /** One connector kind, registered by name: its connection settings are validated by the config

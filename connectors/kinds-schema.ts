@@ -59,11 +59,25 @@ export const LdapConnection = Type.Object({
   baseDn: Type.String({ minLength: 1, description: 'Where the people are: joins search the subtree below it.' }),
   filter: Type.String({ minLength: 3, default: '(objectClass=inetOrgPerson)', description: 'Which entries under baseDn are objects of this connector.' }),
   attributes: Type.Array(Type.String({ minLength: 1 }), { default: ['uid', 'mail', 'cn'], description: 'Attributes read for joins; `dn` is always there.' }),
+  anchor: Type.String({ minLength: 1, default: 'entryUUID', description: 'The attribute that identifies an entry for good, across renames: entryUUID (OpenLDAP), nsUniqueId (389), GUID (eDirectory), or dn for a directory without one (a renamed entry is then joined again by the rules).' }),
   pageSize: Type.Integer({ minimum: 1, maximum: 10000, default: 500, description: 'Entries per page of a search.' }),
   poolSize: Type.Integer({ minimum: 1, maximum: 16, default: 2, description: 'Bound connections kept open; set-operations share them.' }),
   timeout: Type.String({ minLength: 2, default: '10s', description: 'Longest one step (connect + TLS + bind, one search, one modify) may take. A duration such as 500ms, 60s, 5m, 72h.' }),
   verifyBind: Type.Boolean({ default: true, description: 'When a set is refused as "in history" or "not changed from existing value", bind as the user with the new password: if it works the password is already in place (a retry after a lost answer) and the set succeeds.' }),
 }, { additionalProperties: false, description: 'An LDAP directory (OpenLDAP, 389, eDirectory…): passwords set with the Password Modify extended operation when offered, else a userPassword replace.' });
+
+/** LdapConnection with Active Directory's defaults: the same settings, so an `ad` connector is an LDAP connector that writes unicodePwd. */
+export const AdConnection = Type.Object({
+  ...LdapConnection.properties,
+  url: Type.String({ pattern: '^ldaps?://', description: 'ldaps://dc1.example.com:636, or ldap://dc1.example.com:389 with startTls: true. A plain ldap:// URL is refused (event 6951) before anything is sent; AD takes unicodePwd only over an encrypted connection anyway.' }),
+  serverName: Type.Optional(Type.String({ minLength: 1, description: 'The name to verify in the DC\'s certificate when it differs from the URL host (Samba\'s own certificate: the DC\'s FQDN, DC1.example.com).' })),
+  bindDn: Type.String({ minLength: 1, description: 'The service account (a DN or user@domain): "Reset Password" on the OUs that hold the users, nothing more. Not a Domain Admin.' }),
+  baseDn: Type.String({ minLength: 1, description: 'Where the people are (an OU, or the domain: DC=example,DC=com): joins search the subtree below it.' }),
+  filter: Type.String({ minLength: 3, default: '(&(objectCategory=person)(objectClass=user))', description: 'Which entries under baseDn are objects of this connector.' }),
+  attributes: Type.Array(Type.String({ minLength: 1 }), { default: ['sAMAccountName', 'userPrincipalName', 'mail', 'objectGUID'], description: 'Attributes read for joins; `dn` is always there; objectGUID is read as bytes and shown in its usual text form.' }),
+  anchor: Type.String({ minLength: 1, default: 'objectGUID', description: 'The attribute that identifies an entry for good, across renames and moves: objectGUID, or dn (a moved entry is then joined again by the rules).' }),
+  verifyBind: Type.Boolean({ default: true, description: 'When a change is refused because the old password no longer matches, or a set as already used, bind as the user with the new password: if it works the password is already in place (a retry after a lost answer) and the operation succeeds.' }),
+}, { additionalProperties: false, description: 'Active Directory, AD LDS or a Samba AD DC: passwords written as unicodePwd (replace for a set, delete old + add new for a change) over LDAPS or StartTLS.' });
 
 export type DelimitedSettings = Static<typeof DelimitedConnection>;
 export type FixedWidthSettings = Static<typeof FixedWidthConnection>;
@@ -71,6 +85,7 @@ export type AvpSettings = Static<typeof AvpConnection>;
 export type LdifSettings = Static<typeof LdifConnection>;
 export type DsmlSettings = Static<typeof DsmlConnection>;
 export type LdapSettings = Static<typeof LdapConnection>;
+export type AdSettings = Static<typeof AdConnection>;
 
 export const CONNECTION_SCHEMAS: Readonly<Record<string, TObject>> = {
   delimited: DelimitedConnection,
@@ -79,6 +94,7 @@ export const CONNECTION_SCHEMAS: Readonly<Record<string, TObject>> = {
   ldif: LdifConnection,
   dsml: DsmlConnection,
   ldap: LdapConnection,
+  ad: AdConnection,
 };
 
 export const CONNECTOR_KINDS = Object.keys(CONNECTION_SCHEMAS);

@@ -1,5 +1,6 @@
 import { Value } from '@sinclair/typebox/value';
 import { UsageError } from '../core/errors.ts';
+import { adKind } from './ad/ad.ts';
 import type { Connector, ConnectorEnv, ConnectorKind } from './contract.ts';
 import { dsmlKind } from './dsml/dsml.ts';
 import { avpKind } from './files/avp.ts';
@@ -23,6 +24,7 @@ export function registerKind<S>(kind: ConnectorKind<S>): void {
 
 for (const kind of [delimitedKind, fixedWidthKind, avpKind, ldifKind, dsmlKind]) registerKind(kind);
 registerKind(ldapKind);
+registerKind(adKind);
 
 export function knownKinds(): string[] {
   return [...KINDS.keys()].sort();

@@ -3,8 +3,8 @@ import type { Logger } from 'pino';
 import { describeError, isPwsyncError, type PwsyncError } from '../core/errors.ts';
 import { TargetUnavailableError, type TargetObject } from '../core/extension.ts';
 import {
-  isExtensionHost, isNativePasswordSetter, isObjectSource,
-  type Connector, type ExtensionHost, type NativePasswordSetter, type ObjectSource,
+  isExtensionHost, isIncrementalObjectSource, isNativePasswordSetter, isObjectSource,
+  type Connector, type ExtensionHost, type IncrementalObjectSource, type NativePasswordSetter, type ObjectSource,
 } from './contract.ts';
 import { ConnectorMetrics, type CallOutcome } from './metrics.ts';
 
@@ -93,6 +93,10 @@ export function wrapConnector<C extends Connector>(inner: C, options: WrapOption
       attributes: () => call('attributes', () => inner.attributes()),
     };
     Object.assign(wrapped, source);
+    if (isIncrementalObjectSource(inner)) {
+      const incremental: IncrementalObjectSource = { changedSince: (since) => call('changedSince', () => inner.changedSince(since)) };
+      Object.assign(wrapped, incremental);
+    }
   }
 
   /** Each step of the listing has the timeout; the whole listing is one call in the metrics. */

@@ -148,6 +148,11 @@ export const EVENTS = {
     text: 'the hub\'s Kerberos set-up is wrong: notifiers cannot authenticate',
     fix: 'the message names the SPN, the account and the fix (register the SPN once, export a keytab with the current kvno and AES keys)',
   },
+  6961: {
+    severity: 'warning', retryable: false,
+    text: 'the secure connection rule is off for a connector: passwords may travel to it unencrypted',
+    fix: 'use ldaps:// or StartTLS with a CA file and remove requireSecureConnection: false',
+  },
 } as const satisfies Record<number, EventDef>;
 
 export type EventId = keyof typeof EVENTS;

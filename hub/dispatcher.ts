@@ -181,6 +181,7 @@ export class ConnectorWorker {
       eventId === 6919 ? Promise.resolve() : this.updateSync(i.op, { state: 'out-of-sync', eventId, reason }),
     ]);
     await i.delivery.terminate();
+    if (eventId === 6923) await this.target.joins?.objectGone(i.op.account, i.op.objectId);
     const level = EVENTS[eventId].severity === 'error' ? 'error' : 'warn';
     this.target.log[level]({ eventId, opId: i.op.opId, changeId: i.op.changeId, objectId: i.op.objectId, reason }, EVENTS[eventId].text);
   }

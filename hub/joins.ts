@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import type { Connector, ObjectSource } from '../connectors/contract.ts';
+import { isIncrementalObjectSource, type Connector, type ObjectSource } from '../connectors/contract.ts';
 import type { KvStore } from '../core/broker.ts';
 import type { AccountRef, TargetObject } from '../core/extension.ts';
 import type { JoinRuleConfig, SourceAttribute } from '../config/schema.ts';
@@ -38,13 +38,28 @@ interface StoredJoin {
   joinedAt: number;
 }
 
+/** A complete re-read of an incremental source this often drops objects deleted without a trace. */
+export const FULL_READ_EVERY_MS = 60 * 60 * 1000;
+
+interface JoinIndex {
+  /** The connector's version (or incremental token) the index reflects. */
+  version: string;
+  /** When the objects were last read completely. */
+  fullAt: number;
+  byId: Map<string, TargetObject>;
+  byRule: Map<string, TargetObject[]>[];
+}
+
 /**
  * One connector's side of the join table. Joins are persisted (KV `joins`), made by the
  * connector's join rules against an index of its objects, and re-checked whenever the connector's
- * objects change (`version()`): a joined object that vanished or moved is rejoined by the rules.
+ * objects change: a connector that reads incrementally (LDAP) is asked only what changed since
+ * its last answer; any other one is read again whole when its `version()` moves. A joined object
+ * that vanished is rejoined by the rules; one that was renamed keeps its id (an LDAP anchor such
+ * as entryUUID) and its join.
  */
 export class ConnectorJoins {
-  private index?: { version: string; byId: Map<string, TargetObject>; byRule: Map<string, TargetObject[]>[] };
+  private index?: JoinIndex;
   private checking?: Promise<boolean>;
   private unreadable = false;
 
@@ -56,39 +71,94 @@ export class ConnectorJoins {
   ) {}
 
   /**
-   * Rebuilds the index if the connector's objects changed since it was built. Concurrent callers
-   * (the resolver handles many changes at once) share one version check and one rebuild.
+   * Brings the index up to date. Concurrent callers (the resolver handles many changes at once)
+   * share one read. `full` reads every object again even from an incremental source.
    */
-  refresh(force = false): Promise<boolean> {
-    if (!force && this.checking) return this.checking;
-    const run = (async (): Promise<boolean> => {
-      const version = await this.connector.version();
-      if (!force && this.index?.version === version) return false;
-      await this.build(version);
-      return true;
-    })();
+  refresh(full = false): Promise<boolean> {
+    if (!full && this.checking) return this.checking;
+    const run = this.read(full);
     const shared: Promise<boolean> = run.finally(() => { if (this.checking === shared) this.checking = undefined; });
     this.checking = shared;
     return shared;
   }
 
-  private async build(version: string): Promise<void> {
-    const byId = new Map<string, TargetObject>();
-    const byRule = this.rules.map(() => new Map<string, TargetObject[]>());
-    for await (const o of this.connector.list()) {
-      byId.set(o.id, o);
-      this.rules.forEach((r, i) => {
-        const v = attributeOf(o, r.target);
-        if (v === undefined || v === '') return;
-        const k = fold(v, r.ignoreCase);
-        const m = byRule[i]!;
-        const list = m.get(k);
-        if (list) list.push(o);
-        else m.set(k, [o]);
-      });
+  private async read(full: boolean): Promise<boolean> {
+    const source = this.connector;
+    if (isIncrementalObjectSource(source)) {
+      const index = this.index;
+      const complete = full || !index || Date.now() - index.fullAt >= FULL_READ_EVERY_MS;
+      const delta = await source.changedSince(complete ? undefined : index!.version);
+      if (delta.complete || !index) {
+        this.index = this.build(delta.token, delta.objects);
+        return true;
+      }
+      for (const id of delta.removed) this.remove(index, id);
+      for (const o of delta.objects) {
+        this.remove(index, o.id);
+        this.add(index, o);
+      }
+      index.version = delta.token;
+      if (delta.objects.length + delta.removed.length > 0) {
+        this.log.debug({ connector: source.name, changed: delta.objects.length, removed: delta.removed.length }, 'join index updated');
+      }
+      return delta.objects.length + delta.removed.length > 0;
     }
-    this.index = { version, byId, byRule };
-    this.log.debug({ connector: this.connector.name, objects: byId.size }, 'join index rebuilt');
+    const version = await source.version();
+    if (!full && this.index?.version === version) return false;
+    const objects: TargetObject[] = [];
+    for await (const o of source.list()) objects.push(o);
+    this.index = this.build(version, objects);
+    return true;
+  }
+
+  private build(version: string, objects: Iterable<TargetObject>): JoinIndex {
+    const index: JoinIndex = { version, fullAt: Date.now(), byId: new Map(), byRule: this.rules.map(() => new Map()) };
+    for (const o of objects) this.add(index, o);
+    this.log.debug({ connector: this.connector.name, objects: index.byId.size }, 'join index rebuilt');
+    return index;
+  }
+
+  private add(index: JoinIndex, o: TargetObject): void {
+    index.byId.set(o.id, o);
+    this.rules.forEach((r, i) => {
+      const v = attributeOf(o, r.target);
+      if (v === undefined || v === '') return;
+      const k = fold(v, r.ignoreCase);
+      const m = index.byRule[i]!;
+      const list = m.get(k);
+      if (list) list.push(o);
+      else m.set(k, [o]);
+    });
+  }
+
+  private remove(index: JoinIndex, id: string): void {
+    const old = index.byId.get(id);
+    if (!old) return;
+    index.byId.delete(id);
+    this.rules.forEach((r, i) => {
+      const v = attributeOf(old, r.target);
+      if (v === undefined || v === '') return;
+      const k = fold(v, r.ignoreCase);
+      const m = index.byRule[i]!;
+      const rest = (m.get(k) ?? []).filter((o) => o.id !== id);
+      if (rest.length > 0) m.set(k, rest);
+      else m.delete(k);
+    });
+  }
+
+  /**
+   * The connector reported the joined object missing (6923): an incremental read cannot see a
+   * deletion, so the object leaves the index now and the account's join is dropped, so that its
+   * next change is joined by the rules again (to a new object with the same name, if there is one).
+   */
+  async objectGone(account: AccountRef, objectId: string): Promise<void> {
+    if (this.index) this.remove(this.index, objectId);
+    const key = this.storeKey(account);
+    const stored = await this.store.get(key);
+    if (stored && decode<StoredJoin>(stored.value).objectId === objectId) {
+      await this.store.delete(key);
+      this.log.info({ connector: this.connector.name, objectId }, 'the joined object does not exist any more: join dropped; the next change is joined by the rules');
+    }
   }
 
   private storeKey(account: AccountRef): string {
@@ -118,7 +188,7 @@ export class ConnectorJoins {
     return this.lookup(account);
   }
 
-  private async lookup(account: AccountRef): Promise<JoinOutcome> {
+  private async lookup(account: AccountRef, reread = true): Promise<JoinOutcome> {
     const index = this.index!;
     const key = this.storeKey(account);
     const stored = await this.store.get(key);
@@ -137,6 +207,12 @@ export class ConnectorJoins {
         continue;
       }
       const found = index.byRule[i]!.get(fold(v, r.ignoreCase)) ?? [];
+      if (found.length > 1 && reread && isIncrementalObjectSource(this.connector)) {
+        // An incremental read cannot see deletions: one of these may be gone. Read everything once.
+        this.log.info({ connector: this.connector.name, rule, matches: found.length }, 'a join rule matches several objects: reading all objects again before deciding');
+        await this.refresh(true);
+        return this.lookup(account, false);
+      }
       if (found.length === 1) {
         const object = found[0]!;
         await this.store.put(key, encode({ objectId: object.id, rule, joinedAt: Date.now() } satisfies StoredJoin));

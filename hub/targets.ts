@@ -7,7 +7,7 @@ import { createConnector } from '../connectors/registry.ts';
 import { wrapConnector } from '../connectors/wrap.ts';
 import type { KvStore } from '../core/broker.ts';
 import { subjectToken } from '../core/broker.ts';
-import type { EventId } from '../core/events.ts';
+import { EVENTS, type EventId } from '../core/events.ts';
 import type { ExtensionEnv, PasswordExtension } from '../core/extension.ts';
 import { PwsyncError, UsageError } from '../core/errors.ts';
 import { loadExtension } from '../extensions/loader.ts';
@@ -36,9 +36,16 @@ export interface Target {
 export async function openTarget(config: ConnectorConfig, baseDir: string, joinStore: KvStore, parentLog: Logger): Promise<Target> {
   const log = parentLog.child({ connector: config.name });
   const resolvePath = (p: string): string => path.resolve(baseDir, p);
-  const inner = createConnector(config.name, config.kind, config.connection, { log, resolvePath });
+  const inner = createConnector(config.name, config.kind, config.connection, { log, resolvePath, requireSecureConnection: config.requireSecureConnection });
   const connector = wrapConnector(inner, { timeoutMs: config.timeout, log });
-  await connector.open();
+  try {
+    await connector.open();
+  } catch (e) {
+    // The hub does not start with a connector it cannot open safely (a plain URL: 6951; a
+    // refused service account: 6942): the event goes to the hub's log as well as to stderr.
+    if (e instanceof PwsyncError && !e.retryable) log.error({ eventId: e.eventId }, e.message);
+    throw e;
+  }
   if (!isObjectSource(connector)) {
     throw new UsageError(`connector ${config.name}: kind ${config.kind} cannot list objects, so join rules cannot be evaluated`);
   }
@@ -60,6 +67,9 @@ export async function openTarget(config: ConnectorConfig, baseDir: string, joinS
     refusal = { eventId: 6951, reason: `connector ${config.name} requires a secure connection and its channel is not encrypted` };
   }
   if (refusal) log.warn({ eventId: refusal.eventId }, `connector cannot set passwords: ${refusal.reason}`);
+  else if (!config.requireSecureConnection) {
+    log.warn({ eventId: 6961, securityLevel: connector.securityLevel() }, `connector ${config.name}: requireSecureConnection is false: ${EVENTS[6961].text}${connector.securityLevel() === 'plain' ? ', and its channel is plain now' : ''}`);
+  }
   return { config, connector, joins, extension, refusal, log };
 }
 

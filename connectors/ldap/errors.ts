@@ -82,7 +82,9 @@ export function mapLdapError(e: unknown, ctx: LdapFailureContext, policy?: Passw
       return new PwsyncError(6942, `${where}: cannot ${ctx.operation} for ${ctx.dn}: the directory refused the bind as ${ctx.bindDn} (invalid credentials): check the service account's password file and that the account is enabled`, { cause: e });
     }
     if (e.retryable) return new TargetUnavailableError(`${where}: cannot ${ctx.operation} for ${ctx.dn}: ${e.message}`, { cause: e });
-    return new PwsyncError(/certificate|StartTLS|ldaps|encrypted/i.test(e.message) ? 6951 : 6942, `${where}: cannot ${ctx.operation} for ${ctx.dn}: ${e.message}`, { cause: e });
+    // What core/ldap.ts says about TLS (the URL itself, ldaps:// or not, says nothing).
+    const tlsProblem = /certificate|StartTLS|encrypted|plain connection/i.test(e.message.replace(/ldaps?:\/\/\S+/gi, ''));
+    return new PwsyncError(tlsProblem ? 6951 : 6942, `${where}: cannot ${ctx.operation} for ${ctx.dn}: ${e.message}`, { cause: e });
   }
   if (!(e instanceof ResultCodeError)) {
     // ldapts reports a lost connection, a reset or a timeout as a plain Error: the set may or may not have landed.

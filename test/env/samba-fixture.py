@@ -1,5 +1,5 @@
 # The Samba DC test fixture, in one Python process on sam.ldb (samba not running): test policy,
-# SPNs, users, nested groups, service accounts, keytabs. Run by test/env/samba-dc.sh with
+# SPNs, users, nested groups, service accounts, keytabs, and OU=People for the ad connector. Run by test/env/samba-dc.sh with
 # /usr/bin/python3 (Samba's bindings) and GNUPGHOME set (every password write needs the key).
 #   usage: samba-fixture.py SMB_CONF BASE
 # Writes BASE/facts.json (its paths are under BASE; samba-dc.sh rewrites them in a copy).
@@ -19,6 +19,7 @@ from samba.ndr import ndr_unpack
 from samba.net import Net
 from samba.param import LoadParm
 from samba.samdb import SamDB
+from samba.sd_utils import SDUtils
 
 TEST_PASSWORD_PREFIX = 'Zé€-pw-'  # test/lib/passwords.ts
 # Labels avoid the account name: Samba's complexity check refuses a password that contains it.
@@ -92,6 +93,35 @@ samdb.add_remove_group_members('grp-mid', ['grp-inner'])
 samdb.add_remove_group_members('pwsync-sync', ['grp-mid', 'bob', 'carol', 'erin'])
 samdb.add_remove_group_members('pwsync-exclude', ['carol'])
 
+# The ad connector's targets: people in OU=People (with mail), and pwsync-svc holding nothing but
+# "Reset Password" (User-Force-Change-Password) on the users below that OU. The ACE is on the OU
+# before the users exist, so they inherit it as they are created.
+RESET_PASSWORD = '00299570-246d-11d0-a768-00aa006e0529'
+USER_CLASS = 'bf967aba-0de6-11d0-a285-00aa003049e2'
+PEOPLE = {
+    'frank': 'fr-init-1',
+    'grace': 'gr-init-1',
+    'heidi': 'he-init-1',
+    'ivan': 'iv-init-1',
+    'judy': 'ju-init-1',
+}
+people_ou = 'OU=People,' + base_dn
+samdb.create_ou(people_ou)
+svc_password = random_password()
+svc_dn = 'CN=pwsync-svc,' + users_dn
+samdb.newuser('pwsync-svc', svc_password, useusernameascn=True)
+samdb.setexpiry('(sAMAccountName=pwsync-svc)', 0, no_expiry_req=True)
+svc_file = write_secret('svc.pw', svc_password)
+SDUtils(samdb).dacl_add_ace(people_ou, '(OA;CIIO;CR;%s;%s;%s)' % (RESET_PASSWORD, USER_CLASS, ids(svc_dn)[1]))
+facts_people = {}
+for name, label in PEOPLE.items():
+    mail = '%s@%s' % (name, dns_domain)
+    samdb.newuser(name, TEST_PASSWORD_PREFIX + label, useusernameascn=True, userou='OU=People', mailaddress=mail)
+    dn = 'CN=%s,%s' % (name, people_ou)
+    guid, sid = ids(dn)
+    facts_people[name] = {'sam': name, 'dn': dn, 'upn': '%s@%s' % (name, dns_domain), 'mail': mail,
+                          'objectGuid': guid, 'objectSid': sid, 'passwordLabel': label}
+
 reader_password = random_password()
 samdb.newuser('pwsync-reader', reader_password, useusernameascn=True)
 reader_file = write_secret('reader.pw', reader_password)
@@ -142,6 +172,8 @@ facts = {
     'userKeytab': {'principal': 'alice@' + realm, 'keytab': keytabs['alice.keytab']},
     'groups': {g: 'CN=%s,%s' % (g, users_dn) for g in groups},
     'users': facts_users,
+    'people': {'ou': people_ou, 'users': facts_people},
+    'svc': {'sam': 'pwsync-svc', 'dn': svc_dn, 'bindDn': 'pwsync-svc@' + dns_domain, 'passwordFile': svc_file},
 }
 with open(os.path.join(base, 'facts.json'), 'w') as f:
     json.dump(facts, f, indent=2, ensure_ascii=False)

@@ -4,21 +4,50 @@
 # bytes, history 5, cleartext hashed to {SSHA}), and two service accounts: cn=pwsync with `write` on
 # userPassword (never `manage`, never the rootDN: both bypass ppolicy) and cn=norights with read only.
 # People (uid=alice, bob, carol, dave, erin under ou=people) start without a password: tests set them.
-#   test/env/slapd.sh start DIR     writes and prints DIR/slapd.env
-#   test/env/slapd.sh stop DIR      stops that slapd by its PID
+#   test/env/slapd.sh start DIR [N]  writes and prints DIR/slapd.env; N adds people user0000…user(N-1)
+#                                    (bench/ldap.ts), also without a password; cn=pwsync may then read
+#                                    more than slapd's default 500 entries per search
+#   test/env/slapd.sh stop DIR       stops that slapd by its PID
+#   test/env/slapd.sh restart DIR    starts slapd again on DIR's data and the same ports (after a kill -9)
+# SLAPD_DEBUG=stats (start) logs each connection and operation to DIR/slapd.out (`conn=… ACCEPT …
+# (IP=127.0.0.1:PORT)`), to count what reached a port; restart keeps the level and appends.
 # Needs slapd (Debian package slapd, 2.5: ppolicy schema built into the module) and openssl.
 set -euo pipefail
 cmd=${1:-}
 DIR=${2:-}
+USERS=${3:-0}
 SUFFIX=dc=pwsync,dc=test
-[ -n "$cmd" ] && [ -n "$DIR" ] || { echo "usage: $0 start|stop DIR" >&2; exit 2; }
+[ -n "$cmd" ] && [ -n "$DIR" ] || { echo "usage: $0 start|stop|restart DIR" >&2; exit 2; }
 
 # shellcheck source=common.sh
 . "$(dirname "$0")/common.sh"
 stop() { stop_slapd "$DIR"; }
 
 if [ "$cmd" = stop ]; then [ -d "$DIR" ] && DIR=$(cd "$DIR" && pwd); stop; exit 0; fi
+if [ "$cmd" = restart ]; then
+  DIR=$(cd "$DIR" && pwd)
+  [ -f "$DIR/slapd.env" ] || { echo "slapd.sh: no $DIR/slapd.env: start it first" >&2; exit 1; }
+  stop
+  val() { sed -n "s/^$1=//p" "$DIR/slapd.env"; }
+  LDAP_URL=$(val SLAPD_LDAP_URL); LDAPS_URL=$(val SLAPD_LDAPS_URL); LEVEL=$(val SLAPD_DEBUG)
+  /usr/sbin/slapd -f "$DIR/slapd.conf" -h "$LDAP_URL/ $LDAPS_URL/" -d "${LEVEL:-0}" >>"$DIR/slapd.out" 2>&1 </dev/null &
+  PID=$!
+  echo "$PID" >"$DIR/slapd.pid"
+  for _ in $(seq 1 200); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/${LDAPS_URL##*:}") 2>/dev/null && (exec 3<>"/dev/tcp/127.0.0.1/${LDAP_URL##*:}") 2>/dev/null; then
+      sed -i "s/^SLAPD_PID=.*/SLAPD_PID=$PID/" "$DIR/slapd.env"
+      cat "$DIR/slapd.env"
+      exit 0
+    fi
+    kill -0 "$PID" 2>/dev/null || break
+    sleep 0.05
+  done
+  stop
+  echo "slapd.sh: slapd did not restart on $LDAP_URL $LDAPS_URL: $(tail -n 3 "$DIR/slapd.out" | tr '\n' ' ')" >&2
+  exit 1
+fi
 [ "$cmd" = start ] || { echo "usage: $0 start|stop DIR" >&2; exit 2; }
+[[ "$USERS" =~ ^[0-9]+$ ]] && [ "$USERS" -le 10000 ] || { echo "slapd.sh: the people count $USERS is not a number from 0 to 10000" >&2; exit 2; }
 for tool in /usr/sbin/slapd /usr/sbin/slapadd openssl; do
   command -v "$tool" >/dev/null || { echo "slapd.sh: $tool is missing: apt-get install -y slapd openssl" >&2; exit 1; }
 done
@@ -57,6 +86,7 @@ rootpw $(cat "$DIR/root.password")
 directory $DIR/db
 index objectClass eq
 index uid eq
+$( ((USERS > 0)) && echo "limits dn.exact=\"$SERVICE_DN\" size=unlimited")
 overlay ppolicy
 ppolicy_default "cn=default,ou=policies,$SUFFIX"
 ppolicy_hash_cleartext
@@ -113,7 +143,8 @@ objectClass: simpleSecurityObject
 cn: norights
 userPassword: $(cat "$DIR/norights.password")
 
-$(for u in alice bob carol dave erin; do printf 'dn: uid=%s,ou=people,%s\nobjectClass: inetOrgPerson\nuid: %s\ncn: %s Test\nsn: Test\nmail: %s@pwsync.test\n\n' "$u" "$SUFFIX" "$u" "${u^}" "$u"; done)
+$(for u in alice bob carol dave erin; do printf 'dn: uid=%s,ou=people,%s\nobjectClass: inetOrgPerson\nuid: %s\ncn: %s Test\nsn: Test\nmail: %s@pwsync.test\n\n' "$u" "$SUFFIX" "$u" "${u^}" "$u"; done
+  for ((i = 0; i < USERS; i++)); do printf -v u 'user%04d' "$i"; printf 'dn: uid=%s,ou=people,%s\nobjectClass: inetOrgPerson\nuid: %s\ncn: %s\nsn: Bench\nmail: %s@pwsync.test\n\n' "$u" "$SUFFIX" "$u" "$u" "$u"; done)
 LDIF
 
 
@@ -121,8 +152,8 @@ LDIF
 for attempt in 1 2 3 4 5; do
   PORT=$(free_port)
   SPORT=$(free_port)
-  # -d 0: stay in the foreground, so that $! is slapd itself.
-  /usr/sbin/slapd -f "$DIR/slapd.conf" -h "ldap://127.0.0.1:$PORT/ ldaps://127.0.0.1:$SPORT/" -d 0 >"$DIR/slapd.out" 2>&1 </dev/null &
+  # -d: stay in the foreground, so that $! is slapd itself.
+  /usr/sbin/slapd -f "$DIR/slapd.conf" -h "ldap://127.0.0.1:$PORT/ ldaps://127.0.0.1:$SPORT/" -d "${SLAPD_DEBUG:-0}" >"$DIR/slapd.out" 2>&1 </dev/null &
   PID=$!
   echo "$PID" >"$DIR/slapd.pid"
   for _ in $(seq 1 200); do
@@ -139,6 +170,9 @@ SLAPD_SERVICE_DN=$SERVICE_DN
 SLAPD_SERVICE_PASSWORD_FILE=$DIR/service.password
 SLAPD_NORIGHTS_DN=$NORIGHTS_DN
 SLAPD_NORIGHTS_PASSWORD_FILE=$DIR/norights.password
+SLAPD_ROOT_DN=cn=admin,$SUFFIX
+SLAPD_ROOT_PASSWORD_FILE=$DIR/root.password
+SLAPD_DEBUG=${SLAPD_DEBUG:-0}
 ENV
       cat "$DIR/slapd.env"
       exit 0

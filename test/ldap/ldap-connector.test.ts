@@ -5,7 +5,10 @@ import net from 'node:net';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
-import { isNativePasswordSetter, isObjectSource, type Connector, type NativePasswordSetter, type ObjectSource } from '../../connectors/contract.ts';
+import {
+  isIncrementalObjectSource, isNativePasswordSetter, isObjectSource,
+  type Connector, type IncrementalObjectSource, type NativePasswordSetter, type ObjectSource,
+} from '../../connectors/contract.ts';
 import { createConnector } from '../../connectors/registry.ts';
 import { PwsyncError } from '../../core/errors.ts';
 import type { OperationContext, TargetObject } from '../../core/extension.ts';
@@ -21,7 +24,7 @@ const dir = testDir('ldap-connector');
 let env: Record<string, string> = {};
 const open: Array<Connector> = [];
 
-type Ldap = Connector & ObjectSource & NativePasswordSetter;
+type Ldap = Connector & ObjectSource & IncrementalObjectSource & NativePasswordSetter;
 
 function ctx(): OperationContext {
   return {
@@ -34,8 +37,9 @@ function dnOf(uid: string): string {
   return `uid=${uid},${env.SLAPD_PEOPLE}`;
 }
 
+/** An object as a set-operation after a read has it: anchored by entryUUID, with the DN read. */
 function target(uid: string): TargetObject {
-  return { id: dnOf(uid), attributes: { uid } };
+  return { id: `uuid-of-${uid}`, attributes: { uid, dn: dnOf(uid) } };
 }
 
 function secret(label: string): Secret {
@@ -74,6 +78,11 @@ async function set(c: Ldap, uid: string, label: string): Promise<void> {
   } finally {
     pw.dispose();
   }
+}
+
+/** An ldap tool run as the rootDN (the test's own admin steps: renames, deletions). */
+async function rootLdap(tool: string, ...args: string[]): Promise<void> {
+  await run(tool, ['-x', '-H', env.SLAPD_LDAP_URL!, '-D', `cn=admin,${env.SLAPD_SUFFIX}`, '-y', path.join(env.SLAPD_DIR!, 'root.password'), ...args], { timeout: 10_000 });
 }
 
 async function refusal(p: Promise<unknown>): Promise<PwsyncError> {
@@ -223,16 +232,17 @@ describe('ldap connector against slapd (ppolicy, TLS, a service account with wri
     }
   });
 
-  test('list, find and version for joins', async () => {
+  test('list, find and version for joins; objects are anchored by entryUUID', async () => {
     const c = await connector();
     const all: TargetObject[] = [];
     for await (const o of c.list()) all.push(o);
     assert.deepEqual(all.map((o) => o.attributes.uid).sort(), ['alice', 'bob', 'carol', 'dave', 'erin']);
     const alice = all.find((o) => o.attributes.uid === 'alice')!;
-    assert.equal(alice.id, dnOf('alice'));
+    assert.match(alice.id, /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/, 'the anchor is the entryUUID');
+    assert.equal(alice.attributes.dn, dnOf('alice'));
     assert.equal(alice.attributes.mail, 'alice@pwsync.test');
-    assert.deepEqual(await c.attributes(), ['dn', 'uid', 'mail', 'cn']);
-    assert.deepEqual((await c.find('uid', 'ALICE', true)).map((o) => o.id), [dnOf('alice')]);
+    assert.deepEqual(await c.attributes(), ['dn', 'entryUUID', 'uid', 'mail', 'cn']);
+    assert.deepEqual((await c.find('uid', 'ALICE', true)).map((o) => o.id), [alice.id]);
     assert.deepEqual(await c.find('uid', 'ALICE', false), []);
     assert.deepEqual(await c.find('uid', '*', true), [], 'the value is escaped, not a wildcard');
     assert.deepEqual(await c.find('mail', 'x)(uid=*', true), []);
@@ -242,6 +252,46 @@ describe('ldap connector against slapd (ppolicy, TLS, a service account with wri
     await new Promise((resolve) => setTimeout(resolve, 1100)); // modifyTimestamp has a one-second resolution
     await set(c, 'erin', 'erin-version-pass');
     assert.notEqual(await c.version(), v1, 'a changed entry changes the version');
+  });
+
+  test('changedSince reads only what changed; a renamed entry keeps its anchor and a set by anchor lands at its new DN', async () => {
+    const c = await connector();
+    assert.ok(isIncrementalObjectSource(c));
+    const all = await c.changedSince(undefined);
+    assert.equal(all.complete, true);
+    assert.equal(all.objects.length, 5);
+    const carol = all.objects.find((o) => o.attributes.uid === 'carol')!;
+    await new Promise((resolve) => setTimeout(resolve, 1100)); // modifyTimestamp has a one-second resolution
+    await set(c, 'dave', 'dave-delta-pass');
+    const dave = await c.changedSince(all.token);
+    assert.equal(dave.complete, false);
+    const uids = (d: { objects: readonly TargetObject[] }): string[] => d.objects.map((o) => o.attributes.uid!);
+    // Entries changed in the token's own second are read again, so one changed by an earlier test may be here; carol, untouched, is not.
+    assert.ok(uids(dave).includes('dave') && !uids(dave).includes('carol') && dave.objects.length < 5, uids(dave).join());
+    await new Promise((resolve) => setTimeout(resolve, 1100));
+    // The token's own second is read again (an entry changed later in that second is not missed).
+    const none = await c.changedSince(dave.token);
+    assert.deepEqual(uids(none), ['dave']);
+    const stale = await connector();
+    await stale.changedSince(undefined); // knows carol at her old DN
+    await rootLdap('ldapmodrdn', '-r', dnOf('carol'), 'uid=carol.new');
+    const moved = await c.changedSince(none.token);
+    assert.deepEqual(moved.objects.filter((o) => o.attributes.uid !== 'dave').map((o) => [o.id, o.attributes.dn]), [[carol.id, `uid=carol.new,${env.SLAPD_PEOPLE}`]]);
+    // Three ways to the new DN: from the read (c), by a search by entryUUID (a fresh connector),
+    // and again after noSuchObject at the old DN (stale).
+    for (const [label, conn] of [['a', c], ['b', await connector()], ['c', stale]] as const) {
+      const pw = secret(`carol-moved-${label}-pass`);
+      try {
+        await conn.setPassword({ id: carol.id, attributes: {} }, pw, ctx());
+      } finally {
+        pw.dispose();
+      }
+      assert.ok(await bindsAs('carol.new', `carol-moved-${label}-pass`), `set ${label} landed at the new DN`);
+    }
+    await rootLdap('ldapmodrdn', '-r', `uid=carol.new,${env.SLAPD_PEOPLE}`, 'uid=carol');
+    const e = await refusal(c.setPassword({ id: '00000000-0000-0000-0000-000000000000', attributes: {} }, secret('nobody-pass'), ctx()));
+    assert.equal(e.eventId, 6923);
+    assert.match(e.message, /entryUUID 00000000-0000-0000-0000-000000000000/);
   });
 
   test('a service account without the right → 6942 naming it and the right, not retried', async () => {

@@ -16,13 +16,17 @@ import { testPassword } from './passwords.ts';
  * pwsync-sync, carol also in pwsync-exclude, dave in none; read-only bind account pwsync-reader;
  * the hub's service account pwsync-hub with SPN PWSYNC/hub.pwsync.test (AES only); keytabs for the
  * hub's SPN, for DC1$ and for alice; minimum password age 0, complexity on, minimum length 7,
- * history 24. Samba encrypts every new password for the GPG key in `gnupgHome` (`pwsync samba
+ * history 24. For the ad connector: users frank, grace, heidi, ivan, judy (with mail) in OU=People,
+ * and pwsync-svc, whose only right beyond reading is "Reset Password" on the users in that OU.
+ * Samba encrypts every new password for the GPG key in `gnupgHome` (`pwsync samba
  * setup`), so a process that writes passwords locally (samba-tool) needs GNUPGHOME = gnupgHome.
  */
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const SCRIPT = path.join(REPO, 'test/env/samba-dc.sh');
 
 export type SambaUser = 'alice' | 'bob' | 'carol' | 'dave' | 'erin';
+/** The users in OU=People (the ad connector's targets). */
+export type SambaPerson = 'frank' | 'grace' | 'heidi' | 'ivan' | 'judy';
 
 export interface SambaAccount {
   sam: string;
@@ -59,6 +63,9 @@ export interface SambaFacts {
   userKeytab: { principal: string; keytab: string };
   groups: Record<'grp-inner' | 'grp-mid' | 'pwsync-sync' | 'pwsync-exclude', string>;
   users: Record<SambaUser, SambaAccount & { passwordLabel: string }>;
+  people: { ou: string; users: Record<SambaPerson, SambaAccount & { mail: string; passwordLabel: string }> };
+  /** The ad connector's service account: "Reset Password" on the users in OU=People only. */
+  svc: { sam: string; dn: string; bindDn: string; passwordFile: string };
 }
 
 export interface SambaPaths {
@@ -74,6 +81,7 @@ export interface SambaPaths {
   userKeytab: string;
   adminPasswordFile: string;
   readerPasswordFile: string;
+  svcPasswordFile: string;
 }
 
 export interface SambaDc {
@@ -84,6 +92,8 @@ export interface SambaDc {
   env: Record<string, string>;
   /** Each fixture user with the password it starts with. */
   users: Record<SambaUser, SambaAccount & { password: Buffer }>;
+  /** Each user in OU=People with the password it starts with. */
+  people: Record<SambaPerson, SambaAccount & { mail: string; password: Buffer }>;
   /** Administrator's password (random; not a test password). */
   adminPassword(): Buffer;
   readerPassword(): Buffer;
@@ -116,19 +126,23 @@ export async function startSambaDc(opts: { base?: string } = {}): Promise<SambaD
   const base = opts.base ?? testDir('samba');
   await run(['start', base], 400_000);
   const facts = JSON.parse(readFileSync(path.join(base, 'facts.json'), 'utf8')) as SambaFacts;
-  const users = Object.fromEntries(Object.entries(facts.users).map(([name, u]) => {
-    const { passwordLabel, ...account } = u;
-    return [name, { ...account, password: testPassword(passwordLabel) }];
-  })) as SambaDc['users'];
+  const withPasswords = <A extends { passwordLabel: string }>(accounts: Record<string, A>): Record<string, Omit<A, 'passwordLabel'> & { password: Buffer }> =>
+    Object.fromEntries(Object.entries(accounts).map(([name, u]) => {
+      const { passwordLabel, ...account } = u;
+      return [name, { ...account, password: testPassword(passwordLabel) }];
+    }));
+  const users = withPasswords(facts.users) as SambaDc['users'];
+  const people = withPasswords(facts.people.users) as SambaDc['people'];
   let running = true;
   return {
     facts,
     paths: {
       base: facts.base, smbConf: facts.smbConf, gnupgHome: facts.gnupgHome, krb5Conf: facts.krb5Conf, hostsFile: facts.hostsFile,
       caPem: facts.caPem, samLdb: facts.samLdb, hubKeytab: facts.hub.keytab, dcKeytab: facts.dc.keytab, userKeytab: facts.userKeytab.keytab,
-      adminPasswordFile: facts.admin.passwordFile, readerPasswordFile: facts.reader.passwordFile,
+      adminPasswordFile: facts.admin.passwordFile, readerPasswordFile: facts.reader.passwordFile, svcPasswordFile: facts.svc.passwordFile,
     },
     users,
+    people,
     env: { KRB5_CONFIG: facts.krb5Conf, GNUPGHOME: facts.gnupgHome, LDAPTLS_CACERT: facts.caPem },
     adminPassword: () => readFileSync(facts.admin.passwordFile),
     readerPassword: () => readFileSync(facts.reader.passwordFile),
