@@ -64,11 +64,13 @@ export const LdapConnection = Type.Object({
   poolSize: Type.Integer({ minimum: 1, maximum: 16, default: 2, description: 'Bound connections kept open; set-operations share them.' }),
   timeout: Type.String({ minLength: 2, default: '10s', description: 'Longest one step (connect + TLS + bind, one search, one modify) may take. A duration such as 500ms, 60s, 5m, 72h.' }),
   verifyBind: Type.Boolean({ default: true, description: 'When a set is refused as "in history" or "not changed from existing value", bind as the user with the new password: if it works the password is already in place (a retry after a lost answer) and the set succeeds.' }),
+  setWith: Type.Union([Type.Literal('auto'), Type.Literal('passwordModify'), Type.Literal('userPassword')], { default: 'auto', description: 'auto: the Password Modify extended operation when the server offers it, else a userPassword replace; passwordModify: only the extended operation (refused with 6950 when not offered); userPassword: always a replace (the server must hash it: OpenLDAP ppolicy_hash_cleartext, 389 does by default).' }),
 }, { additionalProperties: false, description: 'An LDAP directory (OpenLDAP, 389, eDirectory…): passwords set with the Password Modify extended operation when offered, else a userPassword replace.' });
 
 /** LdapConnection with Active Directory's defaults: the same settings, so an `ad` connector is an LDAP connector that writes unicodePwd. */
+const { setWith: _ldapOnly, ...ldapCommon } = LdapConnection.properties;
 export const AdConnection = Type.Object({
-  ...LdapConnection.properties,
+  ...ldapCommon,
   url: Type.String({ pattern: '^ldaps?://', description: 'ldaps://dc1.example.com:636, or ldap://dc1.example.com:389 with startTls: true. A plain ldap:// URL is refused (event 6951) before anything is sent; AD takes unicodePwd only over an encrypted connection anyway.' }),
   serverName: Type.Optional(Type.String({ minLength: 1, description: 'The name to verify in the DC\'s certificate when it differs from the URL host (Samba\'s own certificate: the DC\'s FQDN, DC1.example.com).' })),
   bindDn: Type.String({ minLength: 1, description: 'The service account (a DN or user@domain): "Reset Password" on the OUs that hold the users, nothing more. Not a Domain Admin.' }),

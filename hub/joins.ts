@@ -168,6 +168,16 @@ export class ConnectorJoins {
   /** Finds the account's object, rejoining when the connector's objects changed (an object that
    *  moved or vanished, a new one that now matches a rule). */
   async resolve(account: AccountRef): Promise<JoinOutcome> {
+    // A join made stands until its object is gone: an incremental source renames and moves
+    // objects under the same id, and a deletion comes back as 6923 (objectGone). So a joined
+    // account needs no read of the connected system at all; only a new join does.
+    const index = this.index;
+    if (index && isIncrementalObjectSource(this.connector) && Date.now() - index.fullAt < FULL_READ_EVERY_MS) {
+      const stored = await this.store.get(this.storeKey(account));
+      const j = stored ? decode<StoredJoin>(stored.value) : undefined;
+      const object = j ? index.byId.get(j.objectId) : undefined;
+      if (j && object) return { joined: true, object, rule: j.rule, fresh: false };
+    }
     try {
       await this.refresh(!this.index);
       if (this.unreadable) this.log.info({ connector: this.connector.name }, 'the connector\'s objects can be read again');

@@ -30,7 +30,8 @@ export class AdConnector extends LdapConnector {
   override readonly kind: string = 'ad';
 
   constructor(name: string, settings: AdSettings, env: ConnectorEnv) {
-    super(name, settings, env, AD_DEFAULTS);
+    // AD writes unicodePwd (writePassword below): the ldap kind's setWith does not apply.
+    super(name, { ...settings, setWith: 'userPassword' }, env, AD_DEFAULTS);
   }
 
   override async test(): Promise<string> {

@@ -141,7 +141,9 @@ export class LdapConnector implements Connector, ObjectSource, IncrementalObject
   async test(): Promise<string> {
     const f = await this.serverFeatures('read the root DSE');
     const n = (await this.search(this.s.filter, ['1.1'], 'list objects')).length;
-    return `${this.s.url} as ${this.s.bindDn}: bound over TLS; ${f.passwordModify ? 'Password Modify extended operation offered' : 'no Password Modify extended operation: userPassword is replaced'}; ${f.ppolicy ? 'password policy control offered' : 'no password policy control'}; ${n} objects under ${this.s.baseDn}`;
+    const how = this.s.setWith === 'userPassword' ? 'userPassword is replaced (setWith)'
+      : f.passwordModify ? 'Password Modify extended operation offered' : 'no Password Modify extended operation: userPassword is replaced';
+    return `${this.s.url} as ${this.s.bindDn}: bound over TLS; ${how}; ${f.ppolicy ? 'password policy control offered' : 'no password policy control'}; ${n} objects under ${this.s.baseDn}`;
   }
 
   async *list(): AsyncGenerator<TargetObject> {
@@ -270,7 +272,11 @@ export class LdapConnector implements Connector, ObjectSource, IncrementalObject
 
   /** Writes the password at `dn`: the Password Modify extended operation where offered, else a userPassword replace. */
   protected async writePassword(client: Client, dn: string, bytes: Buffer, f: ServerFeatures, control: PasswordPolicyControl | undefined): Promise<void> {
-    if (f.passwordModify) {
+    const setWith = this.s.setWith ?? 'auto';
+    if (setWith === 'passwordModify' && !f.passwordModify) {
+      throw new PwsyncError(6950, `connector ${this.name} (${this.s.url}): the directory does not offer the Password Modify extended operation, and setWith is passwordModify: set setWith: auto or userPassword`, { retryable: false });
+    }
+    if (f.passwordModify && setWith !== 'userPassword') {
       const value = passwordModifyValue(dn, bytes);
       try {
         await client.exop(PASSWORD_MODIFY_OID, value, control);

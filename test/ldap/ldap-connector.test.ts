@@ -176,6 +176,22 @@ describe('ldap connector against slapd (ppolicy, TLS, a service account with wri
     assert.ok(await bindsAs('carol', 'carol-second-pass'));
   });
 
+  test('setWith: userPassword replaces userPassword: slapd hashes it and applies its policy the same', async () => {
+    const c = await connector({ setWith: 'userPassword' });
+    assert.match(await c.test(), /userPassword is replaced \(setWith\)/);
+    await set(c, 'dave', 'dave-replace-pass');
+    assert.ok(await bindsAs('dave', 'dave-replace-pass'));
+    const { stdout } = await run('ldapsearch', ['-x', '-LLL', '-H', env.SLAPD_LDAP_URL!, '-D', `cn=admin,${env.SLAPD_SUFFIX}`, '-y', path.join(env.SLAPD_DIR!, 'root.password'), '-b', dnOf('dave'), '-s', 'base', 'userPassword'], { timeout: 10_000 });
+    assert.match(Buffer.from(/userPassword:: (\S+)/.exec(stdout)![1]!, 'base64').toString('utf8'), /^\{SSHA\}/, 'stored hashed, not in clear');
+    const short = await refusal(set(c, 'dave', 'a'));
+    assert.equal(short.eventId, 6927);
+    assert.match(short.message, /too short/);
+    await set(c, 'dave', 'dave-replace-pass-2');
+    const reused = await refusal(set(c, 'dave', 'dave-replace-pass'));
+    assert.equal(reused.eventId, 6927);
+    assert.match(reused.message, /in history/);
+  });
+
   test('an unknown DN → 6923', async () => {
     const c = await connector();
     const e = await refusal(set(c, 'nobody', 'nobody-pass-long'));

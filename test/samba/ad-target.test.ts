@@ -322,16 +322,26 @@ describe('ad connector against a Samba AD DC', () => {
       await lab.startNotifier();
       broker = openSqliteBroker({ file: path.join(lab.root, 'hub-data', 'hub.db') });
       const state = await HubState.open(broker);
-      const pw = testPassword('ju-e2e-1 ✓');
-      const hook = spawnPwsync(['hook', '--socket', lab.hookSocket, '--domain', f.domain, '--sam', 'judy'], { stdin: Buffer.concat([pw, Buffer.from('\n')]) });
-      assert.equal(await hook.exited, 0, hook.stderr());
-      const [op] = await until('the set-operation for judy to settle', 60_000, async () => {
-        const ops = (await queryStatus(state, { account: { samAccountName: 'judy' }, connector: 'corp-ad' })).operations;
-        return ops.length > 0 && ops.every((o) => o.state === 'successful' || o.state === 'failed') ? ops : undefined;
-      });
-      assert.equal(op!.state, 'successful', op!.reason);
-      assert.ok(await bindsAs('judy', pw));
-      assert.equal(await bindsAs('judy', testPassword('ju-set-1')), false);
+      // One after another for judy, each proven by a bind before the next: é ß € 日本, quotes,
+      // backslashes, 127 characters, all through the hook, the notifier's seal and the hub.
+      const passwords = [
+        testPassword('ju-e2e-1 ✓'), testPassword('ju-é-ß-€-日本'), testPassword('ju-"quoted"'),
+        testPassword('ju-back\\slash\\'), testPassword('ju-long-'.padEnd(120, 'ß')),
+      ];
+      assert.equal([...passwords.at(-1)!.toString('utf8')].length, 127);
+      let previous = testPassword('ju-set-1');
+      for (const [i, pw] of passwords.entries()) {
+        const hook = spawnPwsync(['hook', '--socket', lab.hookSocket, '--domain', f.domain, '--sam', 'judy'], { stdin: Buffer.concat([pw, Buffer.from('\n')]) });
+        assert.equal(await hook.exited, 0, hook.stderr());
+        const ops = await until(`set-operation ${i + 1} for judy to settle`, 60_000, async () => {
+          const o = (await queryStatus(state, { account: { samAccountName: 'judy' }, connector: 'corp-ad' })).operations;
+          return o.length > i && o.every((x) => x.state === 'successful' || x.state === 'failed') ? o : undefined;
+        });
+        assert.ok(ops.every((o) => o.state === 'successful'), ops.map((o) => o.reason).join('; '));
+        assert.ok(await bindsAs('judy', pw), `judy binds with password ${i + 1} (${[...pw.toString('utf8')].length} characters)`);
+        assert.equal(await bindsAs('judy', previous), false, 'the one before no longer works');
+        previous = pw;
+      }
     } finally {
       await broker?.close();
       await lab.stopAll();
