@@ -10,12 +10,11 @@ import {
   type Connector, type IncrementalObjectSource, type NativePasswordSetter, type ObjectSource,
 } from '../../connectors/contract.ts';
 import { createConnector } from '../../connectors/registry.ts';
-import { PwsyncError } from '../../core/errors.ts';
 import type { OperationContext, TargetObject } from '../../core/extension.ts';
-import { LdapDirectory, LdapError } from '../../core/ldap.ts';
 import { silentLogger } from '../../core/log.ts';
 import { Secret } from '../../core/secret.ts';
 import { testDir } from '../lib/dirs.ts';
+import { bindsWith, lossyRelay, refusal } from '../lib/ldap-checks.ts';
 import { testPassword } from '../lib/passwords.ts';
 
 const run = promisify(execFile);
@@ -58,17 +57,8 @@ async function connector(settings: Record<string, unknown> = {}): Promise<Ldap> 
 }
 
 /** A simple bind as the user, on its own connection: true when the password works. */
-async function bindsAs(uid: string, label: string): Promise<boolean> {
-  const d = new LdapDirectory({ url: env.SLAPD_LDAPS_URL!, startTls: false, ca: env.SLAPD_CA!, bindDn: dnOf(uid), password: secret(label), timeoutMs: 5000 });
-  try {
-    await d.use(async () => undefined);
-    return true;
-  } catch (e) {
-    if (e instanceof LdapError && (e.cause as { code?: unknown } | undefined)?.code === 49) return false;
-    throw e;
-  } finally {
-    await d.close();
-  }
+function bindsAs(uid: string, label: string): Promise<boolean> {
+  return bindsWith({ url: env.SLAPD_LDAPS_URL!, ca: env.SLAPD_CA! }, dnOf(uid), testPassword(label));
 }
 
 async function set(c: Ldap, uid: string, label: string): Promise<void> {
@@ -83,51 +73,6 @@ async function set(c: Ldap, uid: string, label: string): Promise<void> {
 /** An ldap tool run as the rootDN (the test's own admin steps: renames, deletions). */
 async function rootLdap(tool: string, ...args: string[]): Promise<void> {
   await run(tool, ['-x', '-H', env.SLAPD_LDAP_URL!, '-D', `cn=admin,${env.SLAPD_SUFFIX}`, '-y', path.join(env.SLAPD_DIR!, 'root.password'), ...args], { timeout: 10_000 });
-}
-
-async function refusal(p: Promise<unknown>): Promise<PwsyncError> {
-  try {
-    await p;
-  } catch (e) {
-    assert.ok(e instanceof PwsyncError, `a PwsyncError, got ${String(e)}`);
-    return e;
-  }
-  assert.fail('expected a refusal');
-}
-
-/**
- * A TCP relay in front of slapd that, once armed, swallows the next answer from the server and
- * cuts the connection: the request reached slapd, its response never reaches the connector.
- */
-async function lossyRelay(port: number): Promise<{ port: number; arm(): void; close(): Promise<void> }> {
-  let armed = false;
-  const sockets = new Set<net.Socket>();
-  const server = net.createServer((client) => {
-    const upstream = net.connect(port, '127.0.0.1');
-    sockets.add(client).add(upstream);
-    client.on('data', (d) => upstream.write(d));
-    upstream.on('data', (d) => {
-      if (armed) {
-        armed = false;
-        client.destroy();
-        upstream.destroy();
-        return;
-      }
-      client.write(d);
-    });
-    const end = (): void => { client.destroy(); upstream.destroy(); };
-    client.on('error', end).on('close', end);
-    upstream.on('error', end).on('close', end);
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return {
-    port: (server.address() as net.AddressInfo).port,
-    arm: () => { armed = true; },
-    close: () => {
-      for (const s of sockets) s.destroy();
-      return new Promise((resolve) => server.close(() => resolve()));
-    },
-  };
 }
 
 before(async () => {

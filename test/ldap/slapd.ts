@@ -4,8 +4,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { until } from '../../cli/lab.ts';
-import { LdapDirectory, LdapError } from '../../core/ldap.ts';
-import { Secret } from '../../core/secret.ts';
+import { bindsWith } from '../lib/ldap-checks.ts';
 
 const run = promisify(execFile);
 const SCRIPT = path.resolve(import.meta.dirname, '../env/slapd.sh');
@@ -59,17 +58,8 @@ export async function startSlapd(dir: string, people: number): Promise<Slapd> {
   return {
     env,
     dnOf,
-    async bindsAs(uid, password) {
-      const d = new LdapDirectory({ url: need('SLAPD_LDAPS_URL'), startTls: false, ca: need('SLAPD_CA'), bindDn: dnOf(uid), password: Secret.adopt(password), timeoutMs: 10_000 });
-      try {
-        await d.use(async () => undefined);
-        return true;
-      } catch (e) {
-        if (e instanceof LdapError && (e.cause as { code?: unknown } | undefined)?.code === 49) return false;
-        throw e;
-      } finally {
-        await d.close();
-      }
+    bindsAs(uid, password) {
+      return bindsWith({ url: need('SLAPD_LDAPS_URL'), ca: need('SLAPD_CA') }, dnOf(uid), password);
     },
     accepted(port) {
       const log = readFileSync(path.join(dir, 'slapd.out'), 'utf8');

@@ -10,15 +10,14 @@ import { Lab, spawnPwsync, until } from '../../cli/lab.ts';
 import { isNativePasswordSetter, isObjectSource, type Connector, type NativePasswordSetter, type ObjectSource } from '../../connectors/contract.ts';
 import { createConnector } from '../../connectors/registry.ts';
 import { openSqliteBroker } from '../../core/broker-sqlite.ts';
-import { PwsyncError } from '../../core/errors.ts';
 import type { OperationContext, TargetObject } from '../../core/extension.ts';
-import { LdapDirectory, LdapError } from '../../core/ldap.ts';
 import { silentLogger } from '../../core/log.ts';
 import { Secret } from '../../core/secret.ts';
 import { queryStatus } from '../../hub/admin.ts';
 import { HubState } from '../../hub/state.ts';
 import { testDir } from '../lib/dirs.ts';
 import { testPassword } from '../lib/passwords.ts';
+import { bindsWith, lossyRelay, refusal } from '../lib/ldap-checks.ts';
 import { startSambaDc, type SambaDc, type SambaPerson } from '../lib/samba.ts';
 
 /**
@@ -61,20 +60,8 @@ async function object(c: Ad, who: SambaPerson): Promise<TargetObject> {
 }
 
 /** A simple bind as the user over LDAPS, on its own connection: true when the password works, false on 49. */
-async function bindsAs(who: SambaPerson, password: Buffer): Promise<boolean> {
-  const d = new LdapDirectory({
-    url: dc.facts.ldapsUrl, startTls: false, ca: dc.facts.caPem, serverName: dc.facts.dcHost,
-    bindDn: dc.people[who].upn, password: Secret.adopt(Buffer.from(password)), timeoutMs: 10_000,
-  });
-  try {
-    await d.use(async () => undefined);
-    return true;
-  } catch (e) {
-    if (e instanceof LdapError && (e.cause as { code?: unknown } | undefined)?.code === 49) return false;
-    throw e;
-  } finally {
-    await d.close();
-  }
+function bindsAs(who: SambaPerson, password: Buffer): Promise<boolean> {
+  return bindsWith({ url: dc.facts.ldapsUrl, ca: dc.facts.caPem, serverName: dc.facts.dcHost }, dc.people[who].upn, password);
 }
 
 async function set(c: Ad, o: TargetObject, password: Buffer): Promise<void> {
@@ -94,48 +81,6 @@ async function change(c: Ad, o: TargetObject, oldPassword: Buffer, newPassword: 
     a.dispose();
     b.dispose();
   }
-}
-
-async function refusal(p: Promise<unknown>): Promise<PwsyncError> {
-  try {
-    await p;
-  } catch (e) {
-    assert.ok(e instanceof PwsyncError, `a PwsyncError, got ${String(e)}`);
-    return e;
-  }
-  assert.fail('expected a refusal');
-}
-
-/** A TCP relay to the DC's LDAPS port that, once armed, swallows the next answer and cuts the connection. */
-async function lossyRelay(port: number): Promise<{ port: number; arm(): void; close(): Promise<void> }> {
-  let armed = false;
-  const sockets = new Set<net.Socket>();
-  const server = net.createServer((client) => {
-    const upstream = net.connect(port, '127.0.0.1');
-    sockets.add(client).add(upstream);
-    client.on('data', (d) => upstream.write(d));
-    upstream.on('data', (d) => {
-      if (armed) {
-        armed = false;
-        client.destroy();
-        upstream.destroy();
-        return;
-      }
-      client.write(d);
-    });
-    const end = (): void => { client.destroy(); upstream.destroy(); };
-    client.on('error', end).on('close', end);
-    upstream.on('error', end).on('close', end);
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return {
-    port: (server.address() as net.AddressInfo).port,
-    arm: () => { armed = true; },
-    close: () => {
-      for (const s of sockets) s.destroy();
-      return new Promise((resolve) => server.close(() => resolve()));
-    },
-  };
 }
 
 before(async () => {
