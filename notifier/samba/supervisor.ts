@@ -314,7 +314,7 @@ class Supervisor implements CaptureSource {
 }
 
 /** Running, and not a zombie waiting to be reaped. */
-function alive(pid: number): boolean {
+export function alive(pid: number): boolean {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync, readdirSync, renameSync } from 'node:fs';
 import { after, before, test } from 'node:test';
+import { alive } from '../../notifier/samba/supervisor.ts';
 import { testPassword } from '../lib/passwords.ts';
 import {
   expectedChangeId, kpasswd, logLines, notifierLogged, operations, queuedFor, settled, startSambaLab, targetHas,
@@ -74,15 +75,6 @@ function syncpasswordsPids(): number[] {
   });
 }
 
-/** Running, and not a zombie. */
-function alive(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
-  } catch {
-    return false;
-  }
-}
 
 test('the capture script failing (hook socket gone): syncpasswords is restarted with event 6959 and the change arrives once', async () => {
   const away = `${s.lab.hookSocket}.away`;
