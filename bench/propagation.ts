@@ -5,6 +5,7 @@
  * full speed, peak RSS of hub and notifier, and the ratio against a baseline that writes the same
  * records through the same extension directly in one process (same batch size, same work factor).
  */
+import { recordsOf } from '../core/extension.ts';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -73,7 +74,7 @@ async function baseline(lab: Lab, changes: number): Promise<number> {
       await extension.beginConnection?.(connection);
       const batch = Array.from({ length: Math.min(changes, b + BATCH) - b }, (_, k) => b + k);
       await eachLimited(batch, extension.concurrentSets ?? 1, async (i) => {
-        const object = connection.records.get(ids.get(sam(i))!)!;
+        const object = recordsOf(connection).get(ids.get(sam(i))!)!;
         const pw = Secret.adopt(password(i));
         await extension.setPassword!(object, pw, { operationId: String(i), changeId: String(i), changeTime: i, connector: c.name, account: { domain: DOMAIN, samAccountName: sam(i), objectGuid: '', objectSid: '', upn: '', dn: '' }, log });
         pw.dispose();

@@ -32,6 +32,8 @@ export interface LabConnector {
   retry?: { count?: number; interval?: string };
   concurrency?: number;
   batchSize?: number;
+  /** connectors[].policy: pwsync's own password policy for this connector. */
+  policy?: Record<string, unknown>;
 }
 
 export interface LabTarget {
@@ -182,6 +184,7 @@ export class Lab {
         join: c.join,
         retry: { count: c.retry?.count ?? 3, interval: c.retry?.interval ?? '1s' },
         concurrency: c.concurrency ?? 2, batchSize: c.batchSize ?? 100,
+        ...(c.policy ? { policy: c.policy } : {}),
         ...(c.extension === null ? {} : {
           extension: { module: c.extensionModule ?? EXAMPLE_EXTENSION, settings: c.extension ?? { attribute: 'pwdHash', cost: 1024 } },
         }),

@@ -92,6 +92,14 @@ const ConnectorSchema = Type.Object({
   batchSize: Type.Integer({ minimum: 1, maximum: 1000, default: 100, description: 'Set-operations applied between one beginConnection and endConnection.' }),
   timeout: Duration('30s', 'Longest a batch may take before it is abandoned and retried.'),
   requireSecureConnection: Type.Boolean({ default: true, description: 'Refuse to send a password over an unencrypted channel.' }),
+  policy: Type.Optional(Type.Object({
+    minLength: Type.Optional(Type.Integer({ minimum: 1, maximum: 4096, description: 'Fewest characters (Unicode code points).' })),
+    maxLength: Type.Optional(Type.Integer({ minimum: 1, maximum: 4096, description: 'Most characters: what the connected system can store.' })),
+    minClasses: Type.Optional(Type.Integer({ minimum: 1, maximum: 4, description: 'At least this many of: lower-case letters, upper-case letters, digits, other characters (AD\'s complexity is 3).' })),
+    requireClasses: Type.Optional(Type.Array(Type.Union([Type.Literal('lower'), Type.Literal('upper'), Type.Literal('digit'), Type.Literal('other')]), { description: 'Each of these kinds of characters at least once.' })),
+    notContainingAccountName: Type.Optional(Type.Boolean({ description: 'Refuse a password that contains the sAMAccountName, ignoring case (names under 3 characters are not checked).' })),
+    allowedCharacters: Type.Optional(Type.String({ minLength: 3, description: 'A regular-expression character class every character must match, such as [\\x20-\\x7E] (printable ASCII).' })),
+  }, { additionalProperties: false, description: 'pwsync\'s own password policy for this connector, checked before anything is sent: a password that breaks it fails with 6927 naming the rule. Needed where the system cannot check (a stored hash, a SCRAM verifier).' })),
   joinRefresh: Duration('30s', 'How often the connector\'s objects are checked for changes that need a rejoin.'),
   extension: Type.Optional(Type.Object({
     module: Type.String({ minLength: 1, description: 'A path (relative to the YAML) or package name of the password extension.' }),

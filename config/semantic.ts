@@ -1,4 +1,5 @@
 import path from 'node:path';
+import { allowedCharactersPattern } from '../core/policy.ts';
 import { parseDuration } from './schema.ts';
 import type { ConfigIssue, ConfigPath } from './issues.ts';
 import type { YamlSource } from './source.ts';
@@ -104,6 +105,19 @@ function connectorIssues(src: YamlSource, c: Record<string, unknown> | undefined
     issues.push(src.issue(src.valueAt(p), p, `join rule ${rule['target']} = ${rule['source']} repeats rule ${first + 1} (line ${src.valueAt([...at, 'join', first]).line})`, 'remove the repeated rule'));
   });
   if (c['kind'] === 'fixed-width') issues.push(...fixedWidthIssues(src, c, rules, at));
+  const policy = asRecord(c['policy']);
+  const allowed = policy?.['allowedCharacters'];
+  if (typeof allowed === 'string') {
+    const pattern = allowedCharactersPattern(allowed);
+    const p = [...at, 'policy', 'allowedCharacters'];
+    if (typeof pattern === 'string') issues.push(src.issue(src.valueAt(p), p, pattern, 'write one bracketed character class, such as [\\x20-\\x7E] or [\\p{L}\\p{N}!-/]'));
+  }
+  const min = policy?.['minLength'];
+  const max = policy?.['maxLength'];
+  if (typeof min === 'number' && typeof max === 'number' && max < min) {
+    const p = [...at, 'policy', 'maxLength'];
+    issues.push(src.issue(src.valueAt(p), p, `policy.maxLength ${max} is below policy.minLength ${min}: no password could pass`, 'raise maxLength or lower minLength'));
+  }
   return issues;
 }
 

@@ -48,8 +48,26 @@ export interface RecordSet {
   commit(): Promise<void>;
 }
 
-/** What a connector hands its extension in beginConnection; later kinds add members (SQL, HTTP). */
-export type ExtensionConnection = { readonly kind: 'records'; readonly records: RecordSet };
+/**
+ * A database session as an extension sees it between beginConnection and endConnection
+ * (connectors/sql/contract.ts SqlSession): statements with named `:params`, bound by the driver.
+ */
+export interface SqlStatements {
+  readonly dialect: string;
+  query(sql: string, params?: Readonly<Record<string, string | number | bigint | boolean | Buffer | null>>): Promise<{ readonly rows: ReadonlyArray<Readonly<Record<string, unknown>>>; readonly rowCount: number }>;
+  setLoginPassword(login: string, password: Secret, options?: Readonly<Record<string, string>>): Promise<void>;
+}
+
+/** What a connector hands its extension in beginConnection; later kinds add members (HTTP). */
+export type ExtensionConnection =
+  | { readonly kind: 'records'; readonly records: RecordSet }
+  | { readonly kind: 'sql'; readonly session: SqlStatements };
+
+/** The records of a file connection; anything else is a programming error in the caller. */
+export function recordsOf(connection: ExtensionConnection): RecordSet {
+  if (connection.kind !== 'records') throw new TypeError(`a ${connection.kind} connection has no records`);
+  return connection.records;
+}
 
 export interface ExtensionEnv {
   readonly connector: string;

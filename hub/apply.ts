@@ -2,6 +2,7 @@ import { isExtensionHost, isNativePasswordSetter } from '../connectors/contract.
 import { bindingMismatch, open, type Keyring } from '../core/envelope.ts';
 import { ObjectNotFoundError, TargetUnavailableError, type OperationContext, type TargetObject } from '../core/extension.ts';
 import { PwsyncError } from '../core/errors.ts';
+import { checkPasswordPolicy } from '../core/policy.ts';
 import type { OperationRecord } from './records.ts';
 import type { Target } from './targets.ts';
 
@@ -61,6 +62,7 @@ export async function applyBatch(t: Target, ops: readonly OperationRecord[], key
             ? connection.records.get(op.objectId) ?? throwNotFound(op.objectId, connection.records.location)
             : { id: op.objectId, attributes: {} };
           password = openFor(op, keyring).password;
+          checkPasswordPolicy(t.config.policy, password, op.account.samAccountName, t.config.name);
           await ext.setPassword!(object, password, contextOf(op, t));
           outcomes.set(op.opId, undefined);
         } catch (e) {
@@ -86,6 +88,7 @@ export async function applyBatch(t: Target, ops: readonly OperationRecord[], key
       let password;
       try {
         password = openFor(op, keyring).password;
+        checkPasswordPolicy(t.config.policy, password, op.account.samAccountName, t.config.name);
         await connector.setPassword({ id: op.objectId, attributes: {} }, password, contextOf(op, t));
         outcomes.set(op.opId, undefined);
       } catch (e) {

@@ -245,3 +245,9 @@ test('settings shared with a YAML merge key load, and errors inside them are sti
   expectIssue(r, { line: 31, column: 14, path: 'connectors[1].retry.count', message: /-1 is out of range for `count`/, fix: /from 0 to 1000/ });
   assert.equal(r.issues.length, 1, r.message);
 });
+
+test('a password policy that cannot work: a bad character class, maxLength below minLength', async () => {
+  const r = await issuesOf(dir, `${HUB_HEAD}${csvConnector('hr')}    policy:\n      minLength: 12\n      maxLength: 8\n      allowedCharacters: a-z\n`);
+  expectIssue(r, { line: 21, column: 18, path: 'connectors[0].policy.maxLength', message: /policy.maxLength 8 is below policy.minLength 12/, fix: /raise maxLength or lower minLength/ });
+  expectIssue(r, { line: 22, column: 26, path: 'connectors[0].policy.allowedCharacters', message: /is not a character class: write it in brackets/, fix: /one bracketed character class/ });
+});

@@ -1,3 +1,4 @@
+import { recordsOf } from '../../core/extension.ts';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
@@ -52,9 +53,9 @@ test('delimited: an unknown column is 6950 naming it; an unknown id is 6923', as
   const { connector, file } = fileConnector('delimited', CSV);
   const { connection, release } = await connector.connect();
   try {
-    assert.throws(() => connection.records.set('1', 'userPassword', 'x'), (e) => assertEvent(e, 6950, /userPassword/, /columns: id, name, mail, pwdHash/));
-    assert.throws(() => connection.records.set('99', 'pwdHash', 'x'), (e) => assertEvent(e, 6923, /"99"/));
-    assert.throws(() => connection.records.set('1', 'id', '7'), (e) => assertEvent(e, 6950, /anchor/));
+    assert.throws(() => recordsOf(connection).set('1', 'userPassword', 'x'), (e) => assertEvent(e, 6950, /userPassword/, /columns: id, name, mail, pwdHash/));
+    assert.throws(() => recordsOf(connection).set('99', 'pwdHash', 'x'), (e) => assertEvent(e, 6923, /"99"/));
+    assert.throws(() => recordsOf(connection).set('1', 'id', '7'), (e) => assertEvent(e, 6950, /anchor/));
   } finally {
     await release();
   }

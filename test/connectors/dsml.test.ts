@@ -1,3 +1,4 @@
+import { recordsOf } from '../../core/extension.ts';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
@@ -84,7 +85,7 @@ test('dsml: a foreign namespace, broken XML and values XML cannot carry are refu
   const { connector } = fileConnector('dsml', UNPREFIXED);
   const { connection, release } = await connector.connect();
   try {
-    assert.throws(() => connection.records.set('uid=dave', 'pwdHash', 'a\u0001b'), (e) => assertEvent(e, 6950, /control character/));
+    assert.throws(() => recordsOf(connection).set('uid=dave', 'pwdHash', 'a\u0001b'), (e) => assertEvent(e, 6950, /control character/));
   } finally {
     await release();
   }

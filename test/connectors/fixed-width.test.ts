@@ -1,3 +1,4 @@
+import { recordsOf } from '../../core/extension.ts';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
@@ -39,11 +40,11 @@ test('fixed-width: a value wider than its field is 6950 naming field, width and 
   const { connector, file } = fileConnector('fixed-width', FILE, { fields: FIELDS });
   const { connection, release } = await connector.connect();
   try {
-    assert.throws(() => connection.records.set('alice', 'pw', '$scrypt$ln=14,r=8'), (e) => assertEvent(e, 6950, /field pw/, /10 characters wide/, /needs 17/));
-    assert.throws(() => connection.records.set('alice', 'pwdHash', 'x'), (e) => assertEvent(e, 6950, /no field "pwdHash"/));
-    assert.throws(() => connection.records.set('nobody', 'pw', 'x'), (e) => assertEvent(e, 6923));
-    connection.records.set('alice', 'pw', 'é'.repeat(10));
-    await connection.records.commit();
+    assert.throws(() => recordsOf(connection).set('alice', 'pw', '$scrypt$ln=14,r=8'), (e) => assertEvent(e, 6950, /field pw/, /10 characters wide/, /needs 17/));
+    assert.throws(() => recordsOf(connection).set('alice', 'pwdHash', 'x'), (e) => assertEvent(e, 6950, /no field "pwdHash"/));
+    assert.throws(() => recordsOf(connection).set('nobody', 'pw', 'x'), (e) => assertEvent(e, 6923));
+    recordsOf(connection).set('alice', 'pw', 'é'.repeat(10));
+    await recordsOf(connection).commit();
   } finally {
     await release();
   }

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { isExtensionHost, isObjectSource, type Connector, type ExtensionHost, type ObjectSource } from '../../connectors/contract.ts';
 import { createConnector } from '../../connectors/registry.ts';
 import { PwsyncError } from '../../core/errors.ts';
-import type { RecordSet } from '../../core/extension.ts';
+import { recordsOf, type RecordSet } from '../../core/extension.ts';
 import { silentLogger } from '../../core/log.ts';
 import { testDir } from '../lib/dirs.ts';
 
@@ -24,8 +24,8 @@ export function fileConnector(kind: string, content: string | Buffer, settings: 
 export async function batch(connector: ExtensionHost, fn: (records: RecordSet) => void | Promise<void>): Promise<void> {
   const { connection, release } = await connector.connect();
   try {
-    await fn(connection.records);
-    await connection.records.commit();
+    await fn(recordsOf(connection));
+    await recordsOf(connection).commit();
   } finally {
     await release();
   }

@@ -1,3 +1,4 @@
+import { recordsOf } from '../../core/extension.ts';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
@@ -81,8 +82,8 @@ test('ldif: change records, records without dn and bad attribute names are refus
   const { connector } = fileConnector('ldif', 'dn: cn=a\ncn: a\n');
   const { connection, release } = await connector.connect();
   try {
-    assert.throws(() => connection.records.set('cn=a', 'bad name', 'x'), (e) => assertEvent(e, 6950, /not an LDAP attribute name/));
-    assert.throws(() => connection.records.set('cn=b', 'cn', 'x'), (e) => assertEvent(e, 6923));
+    assert.throws(() => recordsOf(connection).set('cn=a', 'bad name', 'x'), (e) => assertEvent(e, 6950, /not an LDAP attribute name/));
+    assert.throws(() => recordsOf(connection).set('cn=b', 'cn', 'x'), (e) => assertEvent(e, 6923));
   } finally {
     await release();
   }

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { chmodSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { test } from 'node:test';
-import { TargetUnavailableError } from '../../core/extension.ts';
+import { recordsOf, TargetUnavailableError } from '../../core/extension.ts';
 import { all, batch, fileConnector, strayFiles } from './helpers.ts';
 
 const CSV = 'id,name,pw\n1,Zoé,\n2,Ærø,\n';
@@ -59,9 +59,9 @@ test('record file: a file changed on disk after the batch read it is not overwri
   const adminEdit = 'id,name,pw\n1,Zoé,\n2,Ærø,\n3,Çédric,\n';
   const { connection, release } = await connector.connect();
   try {
-    connection.records.set('1', 'pw', 'h1');
+    recordsOf(connection).set('1', 'pw', 'h1');
     writeFileSync(file, adminEdit);
-    await assert.rejects(connection.records.commit(), unavailable(file, /changed on disk/));
+    await assert.rejects(recordsOf(connection).commit(), unavailable(file, /changed on disk/));
   } finally {
     await release();
   }
@@ -76,15 +76,15 @@ test('record file: one batch at a time per file; the next connect waits for rele
   const first = await connector.connect();
   let secondConnected = false;
   const second = connector.connect().then((c) => { secondConnected = true; return c; });
-  first.connection.records.set('1', 'pw', 'first');
+  recordsOf(first.connection).set('1', 'pw', 'first');
   for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r));
   assert.equal(secondConnected, false, 'the second batch waits while the first holds the file');
-  await first.connection.records.commit();
+  await recordsOf(first.connection).commit();
   await first.release();
   const c2 = await second;
-  assert.equal(c2.connection.records.get('1')!.attributes.pw, 'first', 'the second batch reads what the first committed');
-  c2.connection.records.set('2', 'pw', 'second');
-  await c2.connection.records.commit();
+  assert.equal(recordsOf(c2.connection).get('1')!.attributes.pw, 'first', 'the second batch reads what the first committed');
+  recordsOf(c2.connection).set('2', 'pw', 'second');
+  await recordsOf(c2.connection).commit();
   await c2.release();
   assert.equal(readFileSync(file, 'utf8'), 'id,name,pw\n1,Zoé,first\n2,Ærø,second\n');
 });
@@ -93,13 +93,13 @@ test('record file: staged values show in get, are dropped on release without com
   const { connector, file } = fileConnector('delimited', CSV);
   const { connection, release } = await connector.connect();
   assert.equal(connection.kind, 'records');
-  assert.equal(connection.records.location, file);
-  connection.records.set('2', 'pw', 'staged');
-  assert.equal(connection.records.get('2')!.attributes.pw, 'staged');
-  assert.equal(connection.records.get('404'), undefined);
+  assert.equal(recordsOf(connection).location, file);
+  recordsOf(connection).set('2', 'pw', 'staged');
+  assert.equal(recordsOf(connection).get('2')!.attributes.pw, 'staged');
+  assert.equal(recordsOf(connection).get('404'), undefined);
   await release();
   assert.equal(readFileSync(file, 'utf8'), CSV);
-  assert.throws(() => connection.records.set('2', 'pw', 'late'), /after the batch released them/);
+  assert.throws(() => recordsOf(connection).set('2', 'pw', 'late'), /after the batch released them/);
   assert.equal(connector.securityLevel(), 'local');
 });
 

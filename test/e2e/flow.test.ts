@@ -53,6 +53,8 @@ before(async () => {
       { name: 'no-ext', kind: 'delimited', file: 'noext.csv', content: csvOf(people), join: [{ target: 'login', source: 'sAMAccountName' }], extension: null },
       { name: 'no-set', kind: 'delimited', file: 'noset.csv', content: csvOf(people), join: [{ target: 'login', source: 'sAMAccountName' }], extensionModule: path.join(REPO, 'test/fixtures/extensions/no-set.ts'), extension: {} },
       { name: 'strict', kind: 'delimited', file: 'strict.csv', content: csvOf(['dave']), join: [{ target: 'login', source: 'sAMAccountName' }], extension: { attribute: 'pwdHash', cost: 1024, minLength: 40 } },
+      // pwsync's own policy, checked at the hub before the extension sees the password.
+      { name: 'policed', kind: 'delimited', file: 'policed.csv', content: csvOf(['dave']), join: [{ target: 'login', source: 'sAMAccountName' }], policy: { minLength: 40, notContainingAccountName: true } },
       { name: 'off', kind: 'delimited', file: 'off.csv', content: csvOf(['erin']), join: [{ target: 'login', source: 'sAMAccountName' }], enabled: false },
       { name: 'gone', kind: 'delimited', file: 'gone.csv', content: csvOf(['bob']), join: [{ target: 'login', source: 'sAMAccountName' }], retry: { count: 5, interval: '1s' } },
       { name: 'flaky', kind: 'delimited', file: 'flaky.csv', content: csvOf(['bob', 'carol']), join: [{ target: 'login', source: 'sAMAccountName' }], retry: { count: 5, interval: '2s' } },
@@ -92,7 +94,7 @@ test('a change reaches every joined target and verifies there; an unjoined targe
 test('6921, 6922, 6927, 6928 fail once with their event and are not retried', async () => {
   await hook('dave', testPassword('short'));
   await hook('erin', testPassword('erin-1'));
-  const expect: Array<[string, string, number]> = [['dave', 'no-ext', 6922], ['dave', 'no-set', 6928], ['dave', 'strict', 6927], ['erin', 'off', 6921]];
+  const expect: Array<[string, string, number]> = [['dave', 'no-ext', 6922], ['dave', 'no-set', 6928], ['dave', 'strict', 6927], ['dave', 'policed', 6927], ['erin', 'off', 6921]];
   for (const [sam, connector, eventId] of expect) {
     const [op] = await settled(sam, connector, 1);
     assert.equal(op!.state, 'failed');
@@ -105,6 +107,9 @@ test('6921, 6922, 6927, 6928 fail once with their event and are not retried', as
     assert.equal(op!.state, 'failed', `${connector} stays failed, never retried`);
     assert.ok(op!.attempts <= 1);
   }
+  const [policed] = await ops('dave', 'policed');
+  assert.match(policed!.reason!, /too short: fewer than 40 characters \(pwsync policy of connector policed\)/);
+  assert.doesNotMatch(readFileSync(path.join(lab.root, 'targets', 'policed.csv'), 'utf8'), /scrypt/, 'nothing was written to the target');
   for (const [sam, connector, eventId] of expect) {
     const [op] = await ops(sam, connector);
     const lines = readFileSync(lab.hubLog, 'utf8').split('\n').filter((l) => l.includes(op!.opId) && l.includes(`"eventId":${eventId}`));

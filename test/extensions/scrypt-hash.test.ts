@@ -4,7 +4,7 @@ import path from 'node:path';
 import { test } from 'node:test';
 import { UsageError } from '../../core/errors.ts';
 import { extensionEnv } from '../../hub/targets.ts';
-import { PolicyViolationError, type ExtensionEnv, type OperationContext, type PasswordExtension, type RecordSet } from '../../core/extension.ts';
+import { PolicyViolationError, recordsOf, type ExtensionEnv, type OperationContext, type PasswordExtension, type RecordSet } from '../../core/extension.ts';
 import { silentLogger } from '../../core/log.ts';
 import { Secret } from '../../core/secret.ts';
 import { verifyPassword } from '../../extensions/examples/scrypt-hash/verify.ts';
@@ -32,10 +32,10 @@ async function run(connector: FileConnector, ext: PasswordExtension, sets: Array
   const { connection, release } = await connector.connect();
   let commits = 0;
   const records: RecordSet = {
-    location: connection.records.location,
-    get: (id) => connection.records.get(id),
-    set: (id, a, v) => connection.records.set(id, a, v),
-    commit: async () => { commits++; await connection.records.commit(); },
+    location: recordsOf(connection).location,
+    get: (id) => recordsOf(connection).get(id),
+    set: (id, a, v) => recordsOf(connection).set(id, a, v),
+    commit: async () => { commits++; await recordsOf(connection).commit(); },
   };
   const errors: unknown[] = [];
   try {
