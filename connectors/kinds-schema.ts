@@ -81,6 +81,28 @@ export const AdConnection = Type.Object({
   verifyBind: Type.Boolean({ default: true, description: 'When a change is refused because the old password no longer matches, or a set as already used, bind as the user with the new password: if it works the password is already in place (a retry after a lost answer) and the operation succeeds.' }),
 }, { additionalProperties: false, description: 'Active Directory, AD LDS or a Samba AD DC: passwords written as unicodePwd (replace for a set, delete old + add new for a change) over LDAPS or StartTLS.' });
 
+/**
+ * What every SQL dialect's connector takes (postgresql, mariadb, mssql, oracle, db2): defined once,
+ * each kind maps to it in CONNECTION_SCHEMAS.
+ */
+export const SqlConnection = Type.Object({
+  host: Type.String({ minLength: 1, description: 'The database server\'s host name or address.' }),
+  port: Type.Optional(Type.Integer({ minimum: 1, maximum: 65535, description: 'The server\'s port; default: the dialect\'s usual one (PostgreSQL 5432, MariaDB 3306…).' })),
+  database: Type.String({ minLength: 1, description: 'The database to connect to.' }),
+  user: Type.String({ minLength: 1, description: 'The service account: the least privilege the README names for the dialect (PostgreSQL login mode: CREATEROLE, not superuser; table mode: UPDATE on the table).' }),
+  password: secretRef,
+  tls: Type.Object({
+    ca: Type.Optional(Type.String({ minLength: 1, description: 'The CA that signed the server\'s certificate (PEM); default: the system\'s CAs. Relative paths are relative to the YAML file.' })),
+    serverName: Type.Optional(Type.String({ minLength: 1, description: 'The name to verify in the server\'s certificate when it differs from host.' })),
+  }, { additionalProperties: false, default: {}, description: 'The connection is always encrypted and the certificate verified (name and CA), unless the connector sets requireSecureConnection: false.' }),
+  poolSize: Type.Integer({ minimum: 1, maximum: 64, default: 4, description: 'Connections kept open; batches share them.' }),
+  timeout: Type.String({ minLength: 2, default: '10s', description: 'Longest a connect or one statement may take. A duration such as 500ms, 10s, 1m.' }),
+  objects: Type.Object({
+    query: Type.String({ minLength: 1, description: 'A SELECT that returns the objects for joins, one row each, e.g. SELECT login AS id, login, email FROM app_users.' }),
+    anchor: Type.String({ minLength: 1, default: 'id', description: 'The column that identifies a row (its anchor); unique.' }),
+  }, { additionalProperties: false, description: 'Where the objects joins look in come from.' }),
+}, { additionalProperties: false, description: 'A SQL database: objects from a query; passwords set by the builtin:sql-login (the database login\'s own password) or builtin:sql-table (a hash in an application table) extension.' });
+
 export type DelimitedSettings = Static<typeof DelimitedConnection>;
 export type FixedWidthSettings = Static<typeof FixedWidthConnection>;
 export type AvpSettings = Static<typeof AvpConnection>;
@@ -88,6 +110,7 @@ export type LdifSettings = Static<typeof LdifConnection>;
 export type DsmlSettings = Static<typeof DsmlConnection>;
 export type LdapSettings = Static<typeof LdapConnection>;
 export type AdSettings = Static<typeof AdConnection>;
+export type SqlSettings = Static<typeof SqlConnection>;
 
 export const CONNECTION_SCHEMAS: Readonly<Record<string, TObject>> = {
   delimited: DelimitedConnection,
@@ -97,6 +120,8 @@ export const CONNECTION_SCHEMAS: Readonly<Record<string, TObject>> = {
   dsml: DsmlConnection,
   ldap: LdapConnection,
   ad: AdConnection,
+  postgresql: SqlConnection,
+  mariadb: SqlConnection,
 };
 
 export const CONNECTOR_KINDS = Object.keys(CONNECTION_SCHEMAS);

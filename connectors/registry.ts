@@ -8,6 +8,7 @@ import { delimitedKind } from './files/delimited.ts';
 import { fixedWidthKind } from './files/fixed-width.ts';
 import { ldifKind } from './files/ldif.ts';
 import { ldapKind } from './ldap/ldap.ts';
+import { sqlKind } from './sql/sql.ts';
 import { CONNECTION_SCHEMAS } from './kinds-schema.ts';
 
 /**
@@ -25,6 +26,9 @@ export function registerKind<S>(kind: ConnectorKind<S>): void {
 for (const kind of [delimitedKind, fixedWidthKind, avpKind, ldifKind, dsmlKind]) registerKind(kind);
 registerKind(ldapKind);
 registerKind(adKind);
+// SQL kinds: the dialect and its driver load when a connector of the kind opens.
+registerKind(sqlKind('postgresql'));
+registerKind(sqlKind('mariadb'));
 
 export function knownKinds(): string[] {
   return [...KINDS.keys()].sort();

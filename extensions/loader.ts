@@ -5,7 +5,7 @@ import { describeError, UsageError } from '../core/errors.ts';
 import type { ExtensionEnv, PasswordExtension } from '../core/extension.ts';
 
 export interface ExtensionSpec {
-  /** An absolute path (config resolves relative ones against the YAML) or a package name. */
+  /** An absolute path (config resolves relative ones against the YAML), a package name, or builtin:NAME (extensions/builtin/). */
   readonly module: string;
   readonly settings: Readonly<Record<string, unknown>>;
 }
@@ -19,6 +19,9 @@ export interface LoadedExtension {
   readonly source: string;
 }
 
+/** Extensions shipped in extensions/builtin/, loaded as `module: builtin:NAME`. */
+const BUILTINS = ['sql-login', 'sql-table'];
+
 const MEMBERS = ['init', 'beginConnection', 'setPassword', 'changePassword', 'endConnection', 'close'] as const;
 
 const SHAPE = 'export default defineExtension(() => ({ setPassword(object, password, ctx) { … } })) (see extensions/sdk/mod.ts)';
@@ -29,8 +32,12 @@ const SHAPE = 'export default defineExtension(() => ({ setPassword(object, passw
  * start with one clear line instead of failing every set-operation later.
  */
 export async function loadExtension(spec: ExtensionSpec, env: ExtensionEnv): Promise<LoadedExtension> {
-  const isPath = isAbsolute(spec.module) || spec.module.startsWith('file:');
-  const source = isPath ? spec.module : `package ${spec.module}`;
+  const builtin = /^builtin:([a-z0-9-]+)$/.exec(spec.module)?.[1];
+  if (spec.module.startsWith('builtin:') && (builtin === undefined || !BUILTINS.includes(builtin))) {
+    throw new UsageError(`connector ${env.connector}: no built-in password extension ${JSON.stringify(spec.module)}; the built-in ones are ${BUILTINS.map((b) => `builtin:${b}`).join(', ')}`);
+  }
+  const isPath = builtin === undefined && (isAbsolute(spec.module) || spec.module.startsWith('file:'));
+  const source = isPath || builtin !== undefined ? spec.module : `package ${spec.module}`;
   const where = `connector ${env.connector}: password extension ${source}`;
 
   if (isPath) {
@@ -41,7 +48,9 @@ export async function loadExtension(spec: ExtensionSpec, env: ExtensionEnv): Pro
 
   let mod: Record<string, unknown>;
   try {
-    mod = await import(isPath && !spec.module.startsWith('file:') ? pathToFileURL(spec.module).href : spec.module) as Record<string, unknown>;
+    const url = builtin !== undefined ? new URL(`./builtin/${builtin}.ts`, import.meta.url).href
+      : isPath && !spec.module.startsWith('file:') ? pathToFileURL(spec.module).href : spec.module;
+    mod = await import(url) as Record<string, unknown>;
   } catch (e) {
     const code = (e as { code?: string } | undefined)?.code;
     const fix = !isPath && code === 'ERR_MODULE_NOT_FOUND'
