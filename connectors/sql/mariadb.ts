@@ -3,7 +3,10 @@ import * as mariadb from 'mariadb';
 import { describeError, PwsyncError, UsageError } from '../../core/errors.ts';
 import { ObjectNotFoundError, PolicyViolationError, TargetUnavailableError } from '../../core/extension.ts';
 import type { Secret } from '../../core/secret.ts';
-import { bindNamed, type BoundStatement } from './params.ts';
+import { bindNamed, type BoundStatement, type SqlLexis } from './params.ts';
+
+/** The session's sql_mode keeps backslash escapes, and `#` starts a comment. */
+const MARIADB_LEXIS: SqlLexis = { backslashEscapes: true, hashComments: true };
 import type {
   DialectEnv, SqlConnectionSettings, SqlDialect, SqlFailureContext, SqlPool, SqlResult, SqlSession, SqlValue,
 } from './contract.ts';
@@ -162,7 +165,7 @@ class MariadbSession implements SqlSession {
     const ctx = { connector: this.connector, operation: 'run a statement' };
     let bound: BoundStatement;
     try {
-      bound = bindNamed(sql, params ?? {}, 'question');
+      bound = bindNamed(sql, params ?? {}, 'question', MARIADB_LEXIS);
     } catch (e) {
       throw mapMariadbError(new UsageError(describeError(e), { cause: e }), ctx);
     }

@@ -27,8 +27,14 @@ interface Scanned {
   readonly names: string[];
 }
 
+/** Lexical rules that differ by server: MariaDB/MySQL read `\'` inside quotes and `#` comments. */
+export interface SqlLexis {
+  readonly backslashEscapes?: boolean;
+  readonly hashComments?: boolean;
+}
+
 /** Splits a statement at its `:name` parameters, leaving quoted text, comments and casts alone. */
-export function scanParams(sql: string): Scanned {
+export function scanParams(sql: string, lexis: SqlLexis = {}): Scanned {
   const pieces: string[] = [];
   const names: string[] = [];
   let start = 0;
@@ -38,6 +44,7 @@ export function scanParams(sql: string): Scanned {
     // i is at the opening quote; on return i is just past the closing one (or at the end).
     i++;
     while (i < n) {
+      if (lexis.backslashEscapes && sql[i] === '\\' && close !== '`') { i += 2; continue; }
       if (sql[i] === close) {
         if (doubled && sql[i + 1] === close) { i += 2; continue; }
         i++;
@@ -69,7 +76,7 @@ export function scanParams(sql: string): Scanned {
       skipQuoted('"', true);
     } else if (c === '`') {
       skipQuoted('`', true);
-    } else if (c === '-' && sql[i + 1] === '-') {
+    } else if ((c === '-' && sql[i + 1] === '-') || (c === '#' && lexis.hashComments)) {
       while (i < n && sql[i] !== '\n') i++;
     } else if (c === '/' && sql[i + 1] === '*') {
       const end = sql.indexOf('*/', i + 2);
@@ -96,16 +103,16 @@ export function scanParams(sql: string): Scanned {
 }
 
 /** The parameter names a statement uses, each once, in order of first use. */
-export function paramNames(sql: string): string[] {
-  return [...new Set(scanParams(sql).names)];
+export function paramNames(sql: string, lexis: SqlLexis = {}): string[] {
+  return [...new Set(scanParams(sql, lexis).names)];
 }
 
 /**
  * Rewrites `:name` parameters to `style` and collects their values. A name without a value is an
  * error (a typo in the YAML would otherwise bind NULL and update nothing, or everything).
  */
-export function bindNamed(sql: string, params: Readonly<Record<string, SqlValue>>, style: PlaceholderStyle): BoundStatement {
-  const { pieces, names } = scanParams(sql);
+export function bindNamed(sql: string, params: Readonly<Record<string, SqlValue>>, style: PlaceholderStyle, lexis: SqlLexis = {}): BoundStatement {
+  const { pieces, names } = scanParams(sql, lexis);
   const missing = [...new Set(names.filter((name) => !Object.hasOwn(params, name) || params[name] === undefined))];
   if (missing.length > 0) {
     throw new Error(`the statement uses ${missing.map((m) => `:${m}`).join(', ')} but no value was given for ${missing.length > 1 ? 'them' : 'it'}`);

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { bindNamed, paramNames } from '../../connectors/sql/params.ts';
+import { bindNamed, paramNames, scanParams } from '../../connectors/sql/params.ts';
 
 test('params: :name becomes each driver\'s placeholder, values in order', () => {
   const sql = 'UPDATE t SET h = :hash WHERE login = :login AND realm = :realm';
@@ -41,4 +41,11 @@ test('params: a parameter without a value is an error naming it; values never en
   const b = bindNamed('UPDATE t SET h = :hash WHERE l = :login', { hash: hostile, login: ':hash' }, 'question');
   assert.equal(b.text, 'UPDATE t SET h = ? WHERE l = ?');
   assert.deepEqual(b.positional, [hostile, ':hash']);
+});
+
+test('MariaDB lexis: a backslash-escaped quote and a # comment hide a :word; PostgreSQL has neither', () => {
+  const sql = "UPDATE t SET note = 'it\\'s :x' # :y\nWHERE login = :login";
+  assert.deepEqual(scanParams(sql, { backslashEscapes: true, hashComments: true }).names, ['login']);
+  assert.throws(() => bindNamed(sql, { login: 'a' }, 'question'), /no value was given/, 'without the MariaDB rules, :x and :y look like parameters');
+  assert.equal(bindNamed(sql, { login: 'a' }, 'question', { backslashEscapes: true, hashComments: true }).text, "UPDATE t SET note = 'it\\'s :x' # :y\nWHERE login = ?");
 });
