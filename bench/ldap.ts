@@ -17,13 +17,13 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Client, PasswordPolicyControl } from 'ldapts';
-import { DOMAIN, Lab, REPO, until } from '../cli/lab.ts';
+import { Lab, REPO } from '../cli/lab.ts';
 import { PASSWORD_MODIFY_OID, passwordModifyValue } from '../connectors/ldap/ldap.ts';
 import { openSqliteBroker } from '../core/broker-sqlite.ts';
 import { Secret } from '../core/secret.ts';
 import { HubState } from '../hub/state.ts';
-import { sendHookChange } from '../notifier/hook-client.ts';
 import { testPassword } from '../test/lib/passwords.ts';
+import { cpuMeter, median, offer, pct, quiesce, row, settle, type Mode, type Settled, type Workload } from './lib.ts';
 
 const ACCOUNTS = 500;
 const CHANGES = Number(process.env.BENCH_CHANGES ?? 5_000);
@@ -42,23 +42,7 @@ const SLAPD_SCRIPT = path.join(REPO, 'test', 'env', 'slapd.sh');
 const sam = (i: number): string => `user${String(i % ACCOUNTS).padStart(4, '0')}`;
 /** Every password of the run is new (the policy keeps a history) and all are 19 bytes long. */
 const password = (phase: string, i: number): Secret => Secret.adopt(testPassword(`${phase}-${String(i).padStart(6, '0')}`));
-
-const pct = (xs: number[], p: number): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] ?? NaN;
-};
-const median = (xs: number[]): number => pct(xs, 50);
-
-/** CPU seconds (user + system) a process has used so far. */
-function cpuSeconds(pid: number | undefined): number {
-  if (pid === undefined) return NaN;
-  if (pid === process.pid) {
-    const u = process.cpuUsage();
-    return (u.user + u.system) / 1e6;
-  }
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /s, '').split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / 100;
-}
+const WORKLOAD: Workload = { sam, password };
 
 interface Slapd {
   env: Record<string, string>;
@@ -72,39 +56,6 @@ function startSlapd(dir: string): Slapd {
   const env = Object.fromEntries(out.trim().split('\n').filter((l) => l.includes('=')).map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
   if (!env.SLAPD_LDAPS_URL || !env.SLAPD_PID) throw new Error(`test/env/slapd.sh printed no SLAPD_LDAPS_URL or SLAPD_PID: ${out}`);
   return { env, dir, pid: Number(env.SLAPD_PID), dnOf: (i) => `uid=${sam(i)},${env.SLAPD_PEOPLE}` };
-}
-
-/** CPU seconds all processes of the machine have used so far (/proc/stat: all but idle and iowait). */
-function machineCpuSeconds(): number {
-  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
-  return (f.reduce((a, b) => a + b, 0) - f[3]! - f[4]!) / 100;
-}
-
-/**
- * Samples the CPU each of the run's processes used over one phase, and `others`: what every other
- * process on the machine used meanwhile, in cores (other work on a shared machine skews a round).
- */
-function cpuMeter(pids: Record<string, number | undefined>): () => Record<string, number> {
-  const start = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, cpuSeconds(pid)]));
-  const machine = machineCpuSeconds();
-  const t0 = performance.now();
-  return () => {
-    const used: Record<string, number> = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, cpuSeconds(pid) - start[k]!]));
-    const ours = Object.values(used).reduce((a, b) => a + b, 0);
-    used.others = Math.max(0, machineCpuSeconds() - machine - ours) / ((performance.now() - t0) / 1000);
-    return used;
-  };
-}
-
-/** Waits (at most 15 s) until hub, notifier and slapd have been idle for 300 ms, so a round does not inherit the last one's work. */
-async function quiesce(pids: Array<number | undefined>): Promise<void> {
-  const deadline = Date.now() + 15_000;
-  while (Date.now() < deadline) {
-    const before = pids.map(cpuSeconds);
-    await new Promise((r) => setTimeout(r, 300));
-    const busy = pids.reduce<number>((a, pid, i) => a + cpuSeconds(pid) - before[i]!, 0);
-    if (busy <= 0.03) return;
-  }
 }
 
 // ---- the baseline: ldapts Clients, the same exops ------------------------------------------
@@ -161,91 +112,7 @@ async function baselineRound(slapd: Slapd, clients: Client[], phase: string, cou
   return { rate: count / ((performance.now() - t0) / 1000), ms };
 }
 
-// ---- pwsync: hook → notifier → hub → ldap connector → slapd ---------------------------------
-
-interface Offered {
-  /** changeTime of change i of this phase: `base + i`. */
-  base: number;
-  count: number;
-  sentAt: number[];
-  t0: number;
-  hooked: number;
-}
-
-/** Hooks `count` changes (change i to account i % ACCOUNTS), paced at `rate` per second (0: as fast as they are taken). */
-async function offer(lab: Lab, phase: string, base: number, count: number, rate = 0): Promise<Offered> {
-  const sentAt: number[] = new Array<number>(count);
-  let next = 0;
-  const t0 = Date.now();
-  const tp = performance.now();
-  const worker = async (): Promise<void> => {
-    while (next < count) {
-      const i = next++;
-      if (rate > 0) {
-        const wait = tp + (i * 1000) / rate - performance.now();
-        if (wait > 0) await new Promise((r) => setTimeout(r, wait));
-      }
-      sentAt[i] = Date.now();
-      const pw = password(phase, i);
-      try {
-        await sendHookChange(lab.hookSocket, { domain: DOMAIN, samAccountName: sam(i), changeTime: base + i }, pw, 10_000);
-      } finally {
-        pw.dispose();
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: rate > 0 ? 8 : HOOKS }, worker));
-  return { base, count, sentAt, t0, hooked: Date.now() };
-}
-
-interface Settled {
-  rate: number;
-  hookRate: number;
-  ms: number[];
-  applied: number;
-  superseded: number;
-  failed: string[];
-}
-
-/**
- * Waits (bounded) until every account's sync state has reached its last change of the phase, then
- * reads the phase's set-operations: latency of each applied one, and what was not applied.
- */
-async function settle(state: HubState, o: Offered, timeoutMs: number): Promise<Settled> {
-  const lastOf = new Map<string, number>();
-  for (let i = 0; i < o.count; i++) lastOf.set(sam(i), o.base + i);
-  const waiting = new Set(lastOf.keys());
-  await until(`the hub to settle ${o.count} changes`, timeoutMs, async () => {
-    for (const account of [...waiting]) {
-      const s = await state.getSync({ domain: DOMAIN, samAccountName: account }, CONNECTOR);
-      if (s && s.changeTime >= lastOf.get(account)! && (s.state === 'in-sync' || s.state === 'out-of-sync')) waiting.delete(account);
-    }
-    if (waiting.size > 0) await new Promise((r) => setTimeout(r, 100));
-    return waiting.size === 0 ? true : undefined;
-  });
-  const ops = (await state.listOperations()).filter((op) => op.changeTime >= o.base && op.changeTime < o.base + o.count);
-  const ms: number[] = [];
-  const failed: string[] = [];
-  let superseded = 0;
-  let lastDone = 0;
-  for (const op of ops) {
-    lastDone = Math.max(lastDone, op.updatedAt);
-    if (op.state === 'successful') ms.push(op.updatedAt - o.sentAt[op.changeTime - o.base]!);
-    else if (op.state === 'failed' && op.eventId === 6919) superseded++;
-    else failed.push(`${op.state} ${op.eventId ?? ''} ${op.reason ?? ''}`.trim());
-  }
-  if (ms.length + superseded + failed.length !== o.count) throw new Error(`${o.count} changes hooked, ${ops.length} set-operations found`);
-  return { rate: o.count / ((lastDone - o.t0) / 1000), hookRate: o.count / ((o.hooked - o.t0) / 1000), ms, applied: ms.length, superseded, failed };
-}
-
 // ---- the run --------------------------------------------------------------------------------
-
-interface Mode {
-  name: string;
-  rates: number[];
-  ms: number[];
-  cpu: Array<Record<string, number>>;
-}
 
 async function main(): Promise<void> {
   const root = mkdtempSync(path.join(os.tmpdir(), 'pwsync-bench-ldap-'));
@@ -297,9 +164,9 @@ async function main(): Promise<void> {
     await baselineRound(slapd, clients, 'bw', ACCOUNTS * 6);
     let changeTime = Date.now() - 10 * 60_000;
     const hookPhase = async (phase: string, count: number, rate = 0, timeoutMs = 180_000): Promise<Settled> => {
-      const o = await offer(lab!, phase, changeTime, count, rate);
+      const o = await offer(lab!, WORKLOAD, phase, changeTime, count, HOOKS, rate);
       changeTime += count;
-      const s = await settle(state, o, timeoutMs);
+      const s = await settle(state, WORKLOAD, CONNECTOR, o, timeoutMs);
       if (s.failed.length > 0) throw new Error(`pwsync ${phase}: ${s.failed.length} changes failed, the first: ${s.failed[0]}`);
       return s;
     };
@@ -337,9 +204,6 @@ async function main(): Promise<void> {
     const pacedHub = await hookPhase('hp', PACED, RATE);
 
     const n = (x: number, d = 0): string => x.toFixed(d);
-    const row = (k: string, ...cols: string[]): void => {
-      process.stdout.write(`  ${k.padEnd(36)}${cols.map((c, i) => (i === cols.length - 1 ? c : c.padStart(12))).join('')}\n`);
-    };
     const cpuPerChange = (m: Mode, k: string): string => n(median(m.cpu.map((c) => (c[k]! * 1000) / CHANGES)), 3);
     process.stdout.write(`\nresults (medians over ${ROUNDS} rounds of ${CHANGES} changes)\n`);
     row('', 'changes/s', 'p50 ms', 'p99 ms', '   rounds (changes/s)');

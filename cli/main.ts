@@ -11,6 +11,7 @@ const COMMANDS: ReadonlyArray<() => Promise<{ register(program: Command): void }
   () => import('./hook.ts'),
   () => import('./status.ts'),
   () => import('./config.ts'),
+  () => import('./connector.ts'),
   () => import('./keys.ts'),
   () => import('./tls.ts'),
   () => import('./demo.ts'),

@@ -122,6 +122,9 @@ export const CONNECTION_SCHEMAS: Readonly<Record<string, TObject>> = {
   ad: AdConnection,
   postgresql: SqlConnection,
   mariadb: SqlConnection,
+  mssql: SqlConnection,
+  oracle: SqlConnection,
+  db2: SqlConnection,
 };
 
 export const CONNECTOR_KINDS = Object.keys(CONNECTION_SCHEMAS);

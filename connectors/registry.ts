@@ -29,6 +29,9 @@ registerKind(adKind);
 // SQL kinds: the dialect and its driver load when a connector of the kind opens.
 registerKind(sqlKind('postgresql'));
 registerKind(sqlKind('mariadb'));
+registerKind(sqlKind('mssql'));
+registerKind(sqlKind('oracle'));
+registerKind(sqlKind('db2'));
 
 export function knownKinds(): string[] {
   return [...KINDS.keys()].sort();

@@ -1,6 +1,8 @@
 import { isExtensionHost, isNativePasswordSetter } from '../connectors/contract.ts';
 import { bindingMismatch, open, type Keyring } from '../core/envelope.ts';
-import { ObjectNotFoundError, TargetUnavailableError, type OperationContext, type TargetObject } from '../core/extension.ts';
+import {
+  ObjectNotFoundError, TargetUnavailableError, type OperationContext, type PasswordExtension, type TargetObject,
+} from '../core/extension.ts';
 import { PwsyncError } from '../core/errors.ts';
 import { checkPasswordPolicy } from '../core/policy.ts';
 import type { OperationRecord } from './records.ts';
@@ -44,44 +46,18 @@ export async function applyBatch(t: Target, ops: readonly OperationRecord[], key
   const outcomes: Outcomes = new Map();
   const connector = t.connector;
   if (t.extension && isExtensionHost(connector)) {
-    const ext = t.extension;
-    let handle: Awaited<ReturnType<typeof connector.connect>>;
-    try {
-      handle = await connector.connect();
-    } catch (e) {
+    // Each batch borrows its own instance (targets.ts): its connection stays its own.
+    const ext = t.idleExtensions ? t.idleExtensions.pop() : t.extension;
+    if (!ext) {
+      const e = new TargetUnavailableError(`connector ${t.config.name}: more batches at once than extension instances (connectors[].concurrency)`);
       for (const op of ops) outcomes.set(op.opId, e);
       return outcomes;
     }
     try {
-      await ext.beginConnection?.(handle.connection);
-      const connection = handle.connection;
-      await eachLimited(ops, ext.concurrentSets ?? 1, async (op) => {
-        let password;
-        try {
-          const object: TargetObject = connection.kind === 'records'
-            ? connection.records.get(op.objectId) ?? throwNotFound(op.objectId, connection.records.location)
-            : { id: op.objectId, attributes: {} };
-          password = openFor(op, keyring).password;
-          checkPasswordPolicy(t.config.policy, password, op.account.samAccountName, t.config.name);
-          await ext.setPassword!(object, password, contextOf(op, t));
-          outcomes.set(op.opId, undefined);
-        } catch (e) {
-          outcomes.set(op.opId, e);
-        } finally {
-          password?.dispose();
-        }
-      });
-      try {
-        await ext.endConnection?.();
-      } catch (e) {
-        for (const [id, o] of outcomes) if (o === undefined) outcomes.set(id, e);
-      }
-    } catch (e) {
-      for (const op of ops) if (outcomes.get(op.opId) === undefined) outcomes.set(op.opId, e);
+      return await applyWithExtension(t, ext, ops, keyring, outcomes);
     } finally {
-      await handle.release().catch((e: unknown) => t.log.warn({ err: String(e) }, 'releasing the connection failed'));
+      t.idleExtensions?.push(ext);
     }
-    return outcomes;
   }
   if (isNativePasswordSetter(connector)) {
     for (const op of ops) {
@@ -100,6 +76,49 @@ export async function applyBatch(t: Target, ops: readonly OperationRecord[], key
     return outcomes;
   }
   for (const op of ops) outcomes.set(op.opId, new PwsyncError(6922, `connector ${t.config.name} cannot set passwords`));
+  return outcomes;
+}
+
+/** One batch through one extension instance: beginConnection, the sets, endConnection. */
+async function applyWithExtension(t: Target, ext: PasswordExtension, ops: readonly OperationRecord[], keyring: Keyring, outcomes: Outcomes): Promise<Outcomes> {
+  const connector = t.connector;
+  if (!isExtensionHost(connector)) throw new Error('applyWithExtension needs an extension host');
+  let handle: Awaited<ReturnType<typeof connector.connect>>;
+  try {
+    handle = await connector.connect();
+  } catch (e) {
+    for (const op of ops) outcomes.set(op.opId, e);
+    return outcomes;
+  }
+  try {
+    await ext.beginConnection?.(handle.connection);
+    const connection = handle.connection;
+    await eachLimited(ops, ext.concurrentSets ?? 1, async (op) => {
+      let password;
+      try {
+        const object: TargetObject = connection.kind === 'records'
+          ? connection.records.get(op.objectId) ?? throwNotFound(op.objectId, connection.records.location)
+          : { id: op.objectId, attributes: {} };
+        password = openFor(op, keyring).password;
+        checkPasswordPolicy(t.config.policy, password, op.account.samAccountName, t.config.name);
+        await ext.setPassword!(object, password, contextOf(op, t));
+        outcomes.set(op.opId, undefined);
+      } catch (e) {
+        outcomes.set(op.opId, e);
+      } finally {
+        password?.dispose();
+      }
+    });
+    try {
+      await ext.endConnection?.();
+    } catch (e) {
+      for (const [id, o] of outcomes) if (o === undefined) outcomes.set(id, e);
+    }
+  } catch (e) {
+    for (const op of ops) if (outcomes.get(op.opId) === undefined) outcomes.set(op.opId, e);
+  } finally {
+    await handle.release().catch((e: unknown) => t.log.warn({ err: String(e) }, 'releasing the connection failed'));
+  }
   return outcomes;
 }
 

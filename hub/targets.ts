@@ -29,6 +29,12 @@ export interface Target {
   readonly connector: Connector;
   readonly joins?: ConnectorJoins;
   readonly extension?: PasswordExtension;
+  /**
+   * One instance of the extension per concurrent batch (connectors[].concurrency), idle ones here:
+   * an extension keeps its batch's connection between beginConnection and endConnection, so two
+   * batches at once must not share an instance.
+   */
+  readonly idleExtensions?: PasswordExtension[];
   readonly refusal?: Refusal;
   readonly log: Logger;
 }
@@ -52,11 +58,16 @@ export async function openTarget(config: ConnectorConfig, baseDir: string, joinS
   await checkJoinAttributes(config, connector, log);
   const joins = new ConnectorJoins(connector as Connector & ObjectSource, config.join, joinStore, log);
   let extension: PasswordExtension | undefined;
+  const idleExtensions: PasswordExtension[] = [];
   let refusal: Refusal | undefined;
   if (config.extension) {
     const env = extensionEnv(config.name, baseDir, log);
     const loaded = await loadExtension({ module: config.extension.module, settings: config.extension.settings }, env);
     extension = loaded.extension;
+    idleExtensions.push(extension);
+    for (let i = 1; i < config.concurrency; i++) {
+      idleExtensions.push((await loadExtension({ module: config.extension.module, settings: config.extension.settings }, env)).extension);
+    }
     if (!loaded.canSet) refusal = { eventId: 6928, reason: `the password extension ${loaded.source} has no setPassword` };
   }
   if (!config.enabled) {
@@ -70,7 +81,7 @@ export async function openTarget(config: ConnectorConfig, baseDir: string, joinS
   else if (!config.requireSecureConnection) {
     log.warn({ eventId: 6961, securityLevel: connector.securityLevel() }, `connector ${config.name}: requireSecureConnection is false: ${EVENTS[6961].text}${connector.securityLevel() === 'plain' ? ', and its channel is plain now' : ''}`);
   }
-  return { config, connector, joins, extension, refusal, log };
+  return { config, connector, joins, extension, idleExtensions, refusal, log };
 }
 
 /** What an extension gets besides its settings: paths and secrets resolved as the YAML means them. */
@@ -96,6 +107,8 @@ async function checkJoinAttributes(config: ConnectorConfig, connector: Connector
       log.warn({ eventId: 6940, err: e.message }, 'cannot read the connector\'s objects now; its join rules are checked once it can be read');
       return;
     }
+    // A connector that opens lazily (sql) meets its TLS or service-account refusal here: logged as at open.
+    if (e instanceof PwsyncError) log.error({ eventId: e.eventId }, e.message);
     throw e;
   }
   // The same rule as the join lookup (joins.ts attributeOf): exact name, else the name without case.
@@ -107,7 +120,7 @@ async function checkJoinAttributes(config: ConnectorConfig, connector: Connector
 
 export async function closeTarget(t: Target): Promise<void> {
   try {
-    await t.extension?.close?.();
+    for (const e of new Set([...(t.idleExtensions ?? []), ...(t.extension ? [t.extension] : [])])) await e.close?.();
   } finally {
     await t.connector.close();
   }

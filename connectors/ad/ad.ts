@@ -42,7 +42,7 @@ export class AdConnector extends LdapConnector {
       : 'a directory that does not say it is Active Directory (no AD capability in the root DSE): use kind ldap for other directories';
     let n = 0;
     for await (const _ of this.list()) n++;
-    return `${this.s.url} as ${this.s.bindDn}: bound over TLS to ${what}; passwords written as unicodePwd; ${n} objects under ${this.s.baseDn}`;
+    return `${this.s.url} as ${this.s.bindDn}: ${this.channel()} to ${what}; passwords written as unicodePwd; ${n} objects under ${this.s.baseDn}`;
   }
 
   async changePassword(object: TargetObject, oldPassword: Secret, newPassword: Secret, ctx: OperationContext): Promise<void> {

@@ -143,7 +143,7 @@ export class LdapConnector implements Connector, ObjectSource, IncrementalObject
     const n = (await this.search(this.s.filter, ['1.1'], 'list objects')).length;
     const how = this.s.setWith === 'userPassword' ? 'userPassword is replaced (setWith)'
       : f.passwordModify ? 'Password Modify extended operation offered' : 'no Password Modify extended operation: userPassword is replaced';
-    return `${this.s.url} as ${this.s.bindDn}: bound over TLS; ${how}; ${f.ppolicy ? 'password policy control offered' : 'no password policy control'}; ${n} objects under ${this.s.baseDn}`;
+    return `${this.s.url} as ${this.s.bindDn}: ${this.channel()}; ${how}; ${f.ppolicy ? 'password policy control offered' : 'no password policy control'}; ${n} objects under ${this.s.baseDn}`;
   }
 
   async *list(): AsyncGenerator<TargetObject> {
@@ -385,6 +385,12 @@ export class LdapConnector implements Connector, ObjectSource, IncrementalObject
       timeoutMs: this.timeoutMs, pageSize: this.s.pageSize, allowPlain: this.env.requireSecureConnection === false,
       ...(this.s.serverName ? { serverName: this.s.serverName } : {}),
     };
+  }
+
+  /** How `pwsync connector test` describes the channel it bound over. */
+  protected channel(): string {
+    return this.plain() ? 'bound in PLAIN (not encrypted: requireSecureConnection is false)'
+      : `bound over ${this.s.startTls ? 'StartTLS' : 'TLS'}`;
   }
 
   private plain(): boolean {

@@ -27,6 +27,10 @@ interface DialectModule {
 export const SQL_DIALECTS: Readonly<Partial<Record<DialectName, DialectModule>>> = {
   postgresql: { driverPackage: 'pg', load: async () => (await import('./postgresql.ts')).postgresqlDialect },
   mariadb: { driverPackage: 'mariadb', load: async () => (await import('./mariadb.ts')).mariadbDialect },
+  mssql: { driverPackage: 'mssql', load: async () => (await import('./mssql.ts')).mssqlDialect },
+  oracle: { driverPackage: 'oracledb', load: async () => (await import('./oracle.ts')).oracleDialect },
+  // ibm_db itself loads when a db2 connector opens (db2.ts): loading the dialect needs no driver.
+  db2: { driverPackage: 'ibm_db', load: async () => (await import('./db2.ts')).db2Dialect },
 };
 
 /** Loads a dialect; a driver that is not installed is a UsageError naming the npm install line. */
@@ -114,7 +118,10 @@ export class SqlConnector implements Connector, ObjectSource, ExtensionHost {
       return { rows: r.rows, columns: r.columns ?? Object.keys(r.rows[0] ?? {}) };
     });
     const anchorNote = columns.includes(this.s.objects.anchor) ? '' : `; the anchor column ${this.s.objects.anchor} is NOT among them: fix objects.anchor or the query`;
-    return `${this.kind} ${this.s.host}${port}/${this.s.database} as ${this.s.user}: connected over ${channel}; the objects query returned ${rows.length} row(s) with columns ${columns.join(', ') || '(none)'}${anchorNote}`;
+    const check = PRIVILEGE_CHECKS[this.kind];
+    const privileges = check ? await this.withSession((session) => check(session, this.s.user))
+      : `privileges not checked for ${this.kind}`;
+    return `${this.kind} ${this.s.host}${port}/${this.s.database} as ${this.s.user}: connected over ${channel}; the objects query returned ${rows.length} row(s) with columns ${columns.join(', ') || '(none)'}${anchorNote}; ${privileges}; ${NOT_CHECKED}`;
   }
 
   private async withSession<T>(fn: (session: SqlSession) => Promise<T>): Promise<T> {
@@ -185,6 +192,35 @@ export class SqlConnector implements Connector, ObjectSource, ExtensionHost {
     };
   }
 }
+
+/** What `pwsync connector test` cannot know without changing something or parsing the YAML's SQL. */
+const NOT_CHECKED = 'not checked: whether the table-mode UPDATE statement may run (its table and columns are not parsed; nothing is written), and rights on individual logins';
+
+/**
+ * Read-only privilege checks, per dialect: what the service account may do for builtin:sql-login.
+ * Each reads catalog data only; nothing is written.
+ */
+const PRIVILEGE_CHECKS: Readonly<Partial<Record<DialectName, (session: SqlSession, user: string) => Promise<string>>>> = {
+  postgresql: async (session, user) => {
+    const r = await session.query('SELECT rolsuper, rolcreaterole FROM pg_roles WHERE rolname = current_user');
+    const row = r.rows[0];
+    if (!row) return `privileges unknown: role ${user} is not in pg_roles`;
+    if (row.rolsuper === true) return `role ${user} is a SUPERUSER: it may set any password, but grant it CREATEROLE alone (least privilege)`;
+    return row.rolcreaterole === true
+      ? `role ${user} has CREATEROLE: login mode may ALTER ROLE … PASSWORD of non-superuser roles`
+      : `role ${user} lacks CREATEROLE: login mode (builtin:sql-login) will fail with 6942; run ALTER ROLE ${user} CREATEROLE (table mode needs only UPDATE on its table)`;
+  },
+  mariadb: async (session, user) => {
+    const r = await session.query('SHOW GRANTS');
+    // Only the privilege and object of each GRANT: the lines can also hold the account's password hash.
+    const grants = r.rows.map((row) => /^GRANT (.+?) ON (\S+) TO /i.exec(String(Object.values(row)[0] ?? ''))).filter((m) => m !== null)
+      .map((m) => `${m[1]} ON ${m[2]}`);
+    const global = grants.filter((g) => g.endsWith(' ON *.*'));
+    const canAlter = global.some((g) => /\b(ALL PRIVILEGES|CREATE USER)\b/i.test(g)) || grants.some((g) => /^(ALL PRIVILEGES|.*\bUPDATE\b.*) ON `mysql`\.\*$/i.test(g));
+    return `${user} has ${grants.join('; ') || 'no grants'}: ${canAlter ? 'login mode may ALTER USER … IDENTIFIED BY'
+      : `login mode (builtin:sql-login) will fail with 6942; run GRANT CREATE USER ON *.* TO the service account (table mode needs only UPDATE on its table)`}`;
+  },
+};
 
 function text(v: unknown): string {
   if (Buffer.isBuffer(v)) return v.toString('hex');

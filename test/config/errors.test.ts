@@ -55,7 +55,7 @@ test('an unknown connector kind lists the known kinds', async () => {
   const r = await issuesOf(dir, HUB_HEAD + csvConnector('hr').replace('delimited', 'sql-server'));
   expectIssue(r, {
     line: 13, column: 11, path: 'connectors[0].kind',
-    message: /unknown connector kind `sql-server`/, fix: /`delimited`, `fixed-width`, `avp`, `ldif`, `dsml`, `ldap`, `ad`, `postgresql` or `mariadb`/,
+    message: /unknown connector kind `sql-server`/, fix: /`delimited`, `fixed-width`, `avp`, `ldif`, `dsml`, `ldap`, `ad`, `postgresql`, `mariadb`, `mssql`, `oracle` or `db2`/,
   });
 });
 

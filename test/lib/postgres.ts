@@ -76,7 +76,8 @@ export async function startPostgres(dir: string): Promise<Postgres> {
     '-keyout', key, '-out', caFile, '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1'], { stdio: 'ignore' });
   const ca = readFileSync(caFile, 'utf8');
 
-  const superPassword = randomBytes(18).toString('base64url');
+  // A fixed '-1' tail: passwordcheck wants letters and non-letters, which random base64url may lack.
+  const superPassword = `${randomBytes(18).toString('base64url')}-1`;
   const superFile = path.join(dir, 'superpw');
   put(superFile, `${superPassword}\n`, 0o600);
   execFileSync(`${PGBIN}/initdb`, ['-D', data, '-U', 'postgres', `--pwfile=${superFile}`, '--auth-local=scram-sha-256', '--auth-host=scram-sha-256',
@@ -127,8 +128,8 @@ export async function startPostgres(dir: string): Promise<Postgres> {
   };
 
   await start();
-  const pwsyncPassword = randomBytes(18).toString('base64url');
-  const norightsPassword = randomBytes(18).toString('base64url');
+  const pwsyncPassword = `${randomBytes(18).toString('base64url')}-1`;
+  const norightsPassword = `${randomBytes(18).toString('base64url')}-1`;
   const pwsyncPasswordFile = path.join(dir, 'pwsync-password');
   const norightsPasswordFile = path.join(dir, 'norights-password');
   writeFileSync(pwsyncPasswordFile, `${pwsyncPassword}\n`, { mode: 0o600 });
