@@ -168,7 +168,8 @@ test('a service account without write on userPassword: 6942 naming it and the ri
   assert.equal(op!.eventId, 6942);
   assert.ok(op!.reason!.includes(slapd.env.SLAPD_NORIGHTS_DN!), op!.reason);
   assert.match(op!.reason!, /write on userPassword/);
-  const line = logged(op!.opId, 6942)[0]!;
+  // The status is stored before the event's log line is written: wait for the line.
+  const line = await until('event 6942 in the hub log', 10_000, () => logged(op!.opId, 6942)[0]);
   assert.ok(line.includes(slapd.env.SLAPD_NORIGHTS_DN!), line);
   assert.equal(await slapd.bindsAs(DENIED, testPassword('denied-pass-long')), false, 'the password was not set');
   await neverRetried([op!]);
