@@ -158,3 +158,89 @@ export interface Mode {
 export function row(k: string, ...cols: string[]): void {
   process.stdout.write(`  ${k.padEnd(36)}${cols.map((c, i) => (i === cols.length - 1 ? c : c.padStart(12))).join('')}\n`);
 }
+
+/** What a baseline round gives: its rate and each change's latency. */
+export interface Measured {
+  rate: number;
+  ms: number[];
+}
+
+export interface Comparison {
+  base: Mode;
+  hub: Mode;
+  /** The rate the hook clients offered at, per pwsync round. */
+  hookRates: number[];
+  superseded: number;
+  applied: number;
+  pacedBase: Measured;
+  pacedHub: Measured;
+}
+
+/**
+ * The baseline and pwsync side by side: `rounds` rounds of `changes` each, the order swapped every
+ * round, each started once the processes in `idle` are quiet and measured with a CPU meter over
+ * `pids`; then one run of each at `rate`/s for `paced` changes.
+ */
+export async function compare(o: {
+  rounds: number; changes: number; paced: number; rate: number;
+  idle: Array<number | undefined | (() => number)>;
+  pids: Record<string, number | undefined | (() => number)>;
+  baseline(phase: string, count: number, rate?: number): Promise<Measured>;
+  pwsync(phase: string, count: number, rate?: number): Promise<Settled>;
+}): Promise<Comparison> {
+  const base: Mode = { name: 'baseline', rates: [], ms: [], cpu: [] };
+  const hub: Mode = { name: 'pwsync', rates: [], ms: [], cpu: [] };
+  const hookRates: number[] = [];
+  let superseded = 0;
+  let applied = 0;
+  for (let r = 0; r < o.rounds; r++) {
+    for (const m of r % 2 === 0 ? [base, hub] : [hub, base]) {
+      await quiesce(o.idle);
+      const meter = cpuMeter(o.pids);
+      if (m === base) {
+        const b = await o.baseline(`b${r}`, o.changes);
+        m.rates.push(b.rate);
+        m.ms.push(...b.ms);
+      } else {
+        const s = await o.pwsync(`h${r}`, o.changes);
+        m.rates.push(s.rate);
+        m.ms.push(...s.ms);
+        hookRates.push(s.hookRate);
+        superseded += s.superseded;
+        applied += s.applied;
+      }
+      m.cpu.push(meter());
+      process.stdout.write(`  round ${r + 1}: ${m.name.padEnd(8)} ${m.rates.at(-1)!.toFixed(0)} changes/s (other processes on the machine: ${m.cpu.at(-1)!.others!.toFixed(2)} cores)\n`);
+    }
+  }
+  await quiesce(o.idle);
+  const pacedBase = await o.baseline('bp', o.paced, o.rate);
+  await quiesce(o.idle);
+  const pacedHub = await o.pwsync('hp', o.paced, o.rate);
+  return { base, hub, hookRates, superseded, applied, pacedBase, pacedHub };
+}
+
+/** The results table and the CPU table of a comparison. `server` names the target's own process in `pids`. */
+export function printComparison(c: Comparison, o: {
+  rounds: number; changes: number; paced: number; rate: number; aim: number;
+  baseline: string; pwsync: string; target: string; server: string; baselineDigits: number;
+}): void {
+  const { base, hub } = c;
+  const n = (x: number, d = 0): string => x.toFixed(d);
+  const perChange = (m: Mode, keys: string[]): string => n(median(m.cpu.map((cpu) => (keys.reduce((sum, k) => sum + cpu[k]!, 0) * 1000) / o.changes)), 3);
+  const d = o.baselineDigits;
+  process.stdout.write(`\nresults (medians over ${o.rounds} rounds of ${o.changes} changes)\n`);
+  row('', 'changes/s', 'p50 ms', 'p99 ms', '   rounds (changes/s)');
+  row(o.baseline, n(median(base.rates)), n(median(base.ms), d), n(pct(base.ms, 99), d), `   ${base.rates.map((x) => n(x)).join(', ')}`);
+  row(o.pwsync, n(median(hub.rates)), n(median(hub.ms)), n(pct(hub.ms, 99)), `   ${hub.rates.map((x) => n(x)).join(', ')}  (hooked at ${n(median(c.hookRates))}/s; p50/p99 include the backlog)`);
+  row('ratio pwsync / baseline', (median(hub.rates) / median(base.rates)).toFixed(2), '', '',
+    `   (aim ≥ ${o.aim.toFixed(2)}; per round: ${hub.rates.map((x, i) => (x / base.rates[i]!).toFixed(2)).join(', ')})`);
+  row(`at ${o.rate}/s offered, ${o.paced} changes: baseline`, '', n(median(c.pacedBase.ms), d), n(pct(c.pacedBase.ms, 99), d), '');
+  row(`at ${o.rate}/s offered, ${o.paced} changes: pwsync`, '', n(median(c.pacedHub.ms)), n(pct(c.pacedHub.ms, 99)), `   (hook → ${o.target})`);
+  process.stdout.write('\nCPU ms per change (median over rounds), and other processes\' load meanwhile\n');
+  row('', 'bench', 'hub', 'notifier', o.server, 'all', '   others (cores)');
+  for (const m of [base, hub]) {
+    row(m.name, perChange(m, ['bench']), perChange(m, ['hub']), perChange(m, ['notifier']), perChange(m, [o.server]),
+      perChange(m, ['bench', 'hub', 'notifier', o.server]), `   ${m.cpu.map((cpu) => cpu.others!.toFixed(2)).join(', ')}`);
+  }
+}

@@ -25,7 +25,7 @@ import sqlTable from '../extensions/builtin/sql-table.ts';
 import { HubState } from '../hub/state.ts';
 import { testPassword } from '../test/lib/passwords.ts';
 import { startPostgres, type Postgres } from '../test/lib/postgres.ts';
-import { cpuMeter, median, offer, pct, quiesce, row, settle, type Mode, type Settled, type Workload } from './lib.ts';
+import { compare, offer, printComparison, settle, type Settled, type Workload } from './lib.ts';
 
 const ACCOUNTS = Number(process.env.BENCH_ACCOUNTS ?? 1_000);
 const CHANGES = Number(process.env.BENCH_CHANGES ?? 5_000);
@@ -214,56 +214,21 @@ async function main(): Promise<void> {
     const pgCpu = postgresCpu(postmaster);
     const pids = { bench: process.pid, hub: lab.hub?.proc.pid, notifier: lab.notifier?.proc.pid, postgres: pgCpu };
     const idle = [pids.hub, pids.notifier, pgCpu];
-    const base: Mode = { name: 'baseline', rates: [], ms: [], cpu: [] };
-    const hub: Mode = { name: 'pwsync', rates: [], ms: [], cpu: [] };
-    const hookRates: number[] = [];
-    let superseded = 0;
-    let applied = 0;
-    for (let r = 0; r < ROUNDS; r++) {
-      for (const m of r % 2 === 0 ? [base, hub] : [hub, base]) {
-        await quiesce(idle);
-        const meter = cpuMeter(pids);
-        if (m === base) {
-          const b = await baselineRound(pool, hash, `b${r}`, CHANGES);
-          m.rates.push(b.rate);
-          m.ms.push(...b.ms);
-        } else {
-          const s = await hookPhase(`h${r}`, CHANGES);
-          m.rates.push(s.rate);
-          m.ms.push(...s.ms);
-          hookRates.push(s.hookRate);
-          superseded += s.superseded;
-          applied += s.applied;
-        }
-        m.cpu.push(meter());
-        process.stdout.write(`  round ${r + 1}: ${m.name.padEnd(8)} ${m.rates.at(-1)!.toFixed(0)} changes/s (other processes on the machine: ${m.cpu.at(-1)!.others!.toFixed(2)} cores)\n`);
-      }
-    }
-    await quiesce(idle);
-    const pacedBase = await baselineRound(pool, hash, 'bp', PACED, RATE);
-    await quiesce(idle);
-    const pacedHub = await hookPhase('hp', PACED, RATE);
+    const c = await compare({
+      rounds: ROUNDS, changes: CHANGES, paced: PACED, rate: RATE, idle, pids,
+      baseline: (phase, count, rate) => baselineRound(pool!, hash, phase, count, rate),
+      pwsync: (phase, count, rate) => hookPhase(phase, count, rate),
+    });
+    const { applied, superseded } = c;
 
     // Every row holds a hash of the scheme: the UPDATEs landed.
     const check = await pool.query('SELECT count(*)::int AS n FROM app_users WHERE pwhash LIKE \'$scrypt$%\'');
     const hashed = Number(check.rows[0]?.n);
 
-    const n = (x: number, d = 0): string => x.toFixed(d);
-    const cpuPerChange = (m: Mode, k: string): string => n(median(m.cpu.map((c) => (c[k]! * 1000) / CHANGES)), 3);
-    process.stdout.write(`\nresults (medians over ${ROUNDS} rounds of ${CHANGES} changes)\n`);
-    row('', 'changes/s', 'p50 ms', 'p99 ms', '   rounds (changes/s)');
-    row('baseline: pg.Pool UPDATEs', n(median(base.rates)), n(median(base.ms), 1), n(pct(base.ms, 99), 1), `   ${base.rates.map((x) => n(x)).join(', ')}`);
-    row('pwsync: hook → PostgreSQL', n(median(hub.rates)), n(median(hub.ms)), n(pct(hub.ms, 99)), `   ${hub.rates.map((x) => n(x)).join(', ')}  (hooked at ${n(median(hookRates))}/s; p50/p99 include the backlog)`);
-    row('ratio pwsync / baseline', (median(hub.rates) / median(base.rates)).toFixed(2), '', '',
-      `   (aim ≥ 0.80; per round: ${hub.rates.map((x, i) => (x / base.rates[i]!).toFixed(2)).join(', ')})`);
-    row(`at ${RATE}/s offered, ${PACED} changes: baseline`, '', n(median(pacedBase.ms), 1), n(pct(pacedBase.ms, 99), 1), '');
-    row(`at ${RATE}/s offered, ${PACED} changes: pwsync`, '', n(median(pacedHub.ms)), n(pct(pacedHub.ms, 99)), '   (hook → PostgreSQL)');
-    process.stdout.write('\nCPU ms per change (median over rounds), and other processes\' load meanwhile\n');
-    row('', 'bench', 'hub', 'notifier', 'postgres', 'all', '   others (cores)');
-    for (const m of [base, hub]) {
-      const all = n(median(m.cpu.map((c) => ((c.bench! + c.hub! + c.notifier! + c.postgres!) * 1000) / CHANGES)), 3);
-      row(m.name, cpuPerChange(m, 'bench'), cpuPerChange(m, 'hub'), cpuPerChange(m, 'notifier'), cpuPerChange(m, 'postgres'), all, `   ${m.cpu.map((c) => c.others!.toFixed(2)).join(', ')}`);
-    }
+    printComparison(c, {
+      rounds: ROUNDS, changes: CHANGES, paced: PACED, rate: RATE, aim: 0.8,
+      baseline: 'baseline: pg.Pool UPDATEs', pwsync: 'pwsync: hook → PostgreSQL', target: 'PostgreSQL', server: 'postgres', baselineDigits: 1,
+    });
     process.stdout.write(`\npwsync measured rounds: ${applied} UPDATEs applied, ${superseded} changes superseded in a batch by a newer one for the same account (6919); none failed (a failure stops the run); ${hashed}/${ACCOUNTS} rows hold an scrypt hash\n`);
   } finally {
     await pool?.end().catch(() => undefined);
