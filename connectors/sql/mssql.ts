@@ -13,10 +13,9 @@ import { bindNamed } from './params.ts';
  * connector (sql.ts) imports it only when an mssql connector is configured.
  *
  * TLS: `encrypt: true` with `trustServerCertificate: false`, the CA from tls.ca and the name from
- * tls.serverName; plain only when the connector sets requireSecureConnection: false. A trap to know:
- * tedious with `encrypt: true` goes on unencrypted when the server answers the pre-login that it does
- * not support encryption (only `encrypt: 'strict'`, TDS 8.0 / SQL Server 2022, cannot fall back), so
- * the server must have encryption on (`Force Encryption`, README).
+ * tls.serverName; plain only when the connector sets requireSecureConnection: false. tedious with
+ * `encrypt: true` goes on unencrypted when the server's pre-login answers that it cannot encrypt, so
+ * every connection is guarded (requireTlsBeforeLogin): its login is not sent until TLS is up.
  *
  * Login mode: T-SQL cannot bind the password of ALTER LOGIN, so it is put into the batch through
  * `quoteNString`, the one audited quoting function of this dialect, and sent as a plain batch (not
@@ -37,6 +36,31 @@ export interface MssqlPoolLike {
 }
 /** Opens a pool with this config (the real one: `new mssql.ConnectionPool(config).connect()`). */
 export type MssqlDriver = (config: mssql.config) => Promise<MssqlPoolLike>;
+
+/**
+ * Guards one tedious connection (mssql's `beforeConnect`, called right after `connect()` starts):
+ * LOGIN7, the first packet with a secret in it (the service account's password), goes out only
+ * once TLS is negotiated; otherwise the connection fails with EENCRYPT (→ 6951) and nothing is sent.
+ * It relies on tedious' `sendLogin7Packet` and `messageIo.tlsNegotiationComplete` (tedious 19),
+ * and fails closed when a tedious release no longer has them.
+ */
+export function requireTlsBeforeLogin(conn: unknown): void {
+  const c = conn as { sendLogin7Packet?: unknown; messageIo?: { tlsNegotiationComplete?: unknown } };
+  const send = c.sendLogin7Packet;
+  const refuse = (why: string): never => {
+    throw Object.assign(new Error(why), { code: 'EENCRYPT' });
+  };
+  if (typeof send !== 'function') {
+    c.sendLogin7Packet = () => refuse('this tedious release has no sendLogin7Packet, so pwsync cannot make sure the login is encrypted; the login was not sent');
+    return;
+  }
+  c.sendLogin7Packet = function guardedLogin(this: typeof c, ...args: unknown[]): unknown {
+    if (this.messageIo?.tlsNegotiationComplete !== true) {
+      refuse('SQL Server did not negotiate TLS (its pre-login said it cannot encrypt); the login was not sent');
+    }
+    return (send as (...a: unknown[]) => unknown).apply(this, args);
+  };
+}
 
 const realDriver: MssqlDriver = async (config) => {
   const pool = new mssql.ConnectionPool(config);
@@ -279,6 +303,7 @@ export function mssqlConfig(settings: SqlConnectionSettings, password: string, e
       pool: { max: settings.poolSize, min: 0 },
       connectionTimeout: settings.timeoutMs,
       requestTimeout: settings.timeoutMs,
+      ...(plain ? {} : { beforeConnect: requireTlsBeforeLogin }),
       options: {
         encrypt: !plain,
         trustServerCertificate: false,

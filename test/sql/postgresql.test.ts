@@ -4,7 +4,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { resolveSecret } from '../../config/secret-ref.ts';
-import type { Connector, ExtensionHost, ObjectSource } from '../../connectors/contract.ts';
+import type { Connector, ExtensionHost, IncrementalObjectSource, ObjectSource } from '../../connectors/contract.ts';
 import { createConnector } from '../../connectors/registry.ts';
 import { isValidScramVerifier, scramSha256Verifier } from '../../connectors/sql/scram.ts';
 import { PwsyncError } from '../../core/errors.ts';
@@ -26,7 +26,7 @@ import { startPostgres, type Postgres } from '../lib/postgres.ts';
 let srv: Postgres;
 let dir: string;
 const log = silentLogger();
-type SqlConn = Connector & ObjectSource & ExtensionHost;
+type SqlConn = Connector & ObjectSource & IncrementalObjectSource & ExtensionHost;
 const connectors: SqlConn[] = [];
 
 function connector(over: { user?: string; passwordFile?: string; port?: number; serverName?: string; query?: string } = {}): SqlConn {
@@ -122,6 +122,16 @@ test('connector: lists the query\'s rows, finds, tests and says it is encrypted'
   await a.query(`UPDATE app_users SET email = 'carol2@example.com' WHERE login = 'carol'`);
   await a.end();
   assert.notEqual(await c.version(), v1, 'the version changes with the rows');
+  // Read incrementally for the join index: one query per read, "nothing changed" when the rows did not.
+  const first = await c.changedSince(undefined);
+  assert.deepEqual({ complete: first.complete, ids: first.objects.map((o) => o.id) }, { complete: true, ids: ['alice', 'bob', 'carol'] });
+  assert.deepEqual(await c.changedSince(first.token), { token: first.token, complete: false, objects: [], removed: [] });
+  const b = await srv.admin();
+  await b.query(`UPDATE app_users SET email = 'carol@example.com' WHERE login = 'carol'`);
+  await b.end();
+  const again = await c.changedSince(first.token);
+  assert.equal(again.complete, true, 'changed rows come back as a complete read (deletions included)');
+  assert.equal(again.objects.find((o) => o.id === 'carol')?.attributes.email, 'carol@example.com');
   const said = await c.test();
   assert.match(said, /127\.0\.0\.1:\d+\/postgres as pwsync: connected over TLS, certificate verified/);
   assert.match(said, /returned 3 row\(s\) with columns id, login, email/);

@@ -12,13 +12,14 @@
  */
 import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
+import net from 'node:net';
 import { rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, describe, test } from 'node:test';
 import mssql from 'mssql';
 import * as tedious from 'tedious';
 import { createDb2Dialect, db2Dialect, db2ConnectionString } from '../../connectors/sql/db2.ts';
-import { createMssqlDialect, type MssqlPoolLike, type MssqlRequestLike } from '../../connectors/sql/mssql.ts';
+import { createMssqlDialect, requireTlsBeforeLogin, type MssqlPoolLike, type MssqlRequestLike } from '../../connectors/sql/mssql.ts';
 import { createOracleDialect, type OracleConnectionLike } from '../../connectors/sql/oracle.ts';
 import { loadDialect } from '../../connectors/sql/sql.ts';
 import type { DialectEnv, SqlConnectionSettings, SqlDialect, SqlSession } from '../../connectors/sql/contract.ts';
@@ -97,6 +98,14 @@ function mssqlServerError(number: number, message: string): Error {
 }
 
 /** A connection error the way tedious wraps a socket/TLS error and mssql wraps tedious's. */
+/** A TDS PRELOGIN response (packet type 4) with a version and this ENCRYPTION byte (2 = not supported). */
+function preloginResponse(encryption: number): Buffer {
+  const payload = Buffer.from([0x00, 0, 11, 0, 6, 0x01, 0, 17, 0, 1, 0xff, 0x0f, 0x00, 0x07, 0xd0, 0, 0, encryption]);
+  const head = Buffer.from([0x04, 0x01, 0, 0, 0, 0, 1, 0]);
+  head.writeUInt16BE(head.length + payload.length, 2);
+  return Buffer.concat([head, payload]);
+}
+
 function mssqlSocketError(message: string, cause?: Error & { code?: string }): Error {
   const t = new tedious.ConnectionError(`Failed to connect to db.example.test:1433 - ${message}`, 'ESOCKET', cause ? { cause } : undefined);
   return new mssql.ConnectionError(t as unknown as string);
@@ -117,6 +126,7 @@ describe('SQL Server dialect at the driver boundary (stand-in)', () => {
     assert.equal(c.requestTimeout, 5000);
     assert.equal(c.options?.encrypt, true);
     assert.equal(c.options?.trustServerCertificate, false);
+    assert.equal(c.beforeConnect, requireTlsBeforeLogin, 'each connection is guarded: no login before TLS');
     assert.equal(c.options?.serverName, 'db.example.test');
     assert.match(String((c.options?.cryptoCredentialsDetails as { ca?: string } | undefined)?.ca), /BEGIN CERTIFICATE/);
     assert.equal((pool as { plain?: boolean }).plain, false);
@@ -128,6 +138,7 @@ describe('SQL Server dialect at the driver boundary (stand-in)', () => {
     const r = mssqlRecorder();
     const plainPool = await r.dialect.createPool(settings({ tls: {} }), serviceSecret(), env(false));
     assert.equal(r.configs[0]!.options?.encrypt, false);
+    assert.equal(r.configs[0]!.beforeConnect, undefined);
     assert.equal((plainPool as { plain?: boolean }).plain, true);
     await r.dialect.createPool(settings({ tls: {} }), serviceSecret(), env(true));
     assert.equal(r.configs[1]!.options?.encrypt, true, 'without a CA but with TLS required, encrypt against the system CAs');
@@ -141,6 +152,33 @@ describe('SQL Server dialect at the driver boundary (stand-in)', () => {
     const encrypt = new mssql.ConnectionError(new tedious.ConnectionError('Server requires encryption, set \'encrypt\' config option to true.', 'EENCRYPT') as unknown as string);
     await failsWith(refusing(encrypt).createPool(settings({ tls: {} }), serviceSecret(), env(false)), 6951, /requires encryption/);
     await failsWith(r.dialect.createPool(settings({ tls: { ca: 'missing.pem' } }), serviceSecret(), env()), 6951, /cannot read tls\.ca .*missing\.pem/);
+  });
+
+  test('a server whose pre-login says it cannot encrypt gets no login (the real driver, against a TDS responder on loopback)', async () => {
+    // tedious with encrypt: true would log in unencrypted here (the control below proves the
+    // responder can see that); the dialect's guard fails the connection with 6951 before LOGIN7.
+    const seen: number[] = [];
+    const server = net.createServer((socket) => {
+      socket.on('data', (chunk) => {
+        seen.push(chunk[0]!);
+        if (chunk[0] === 0x12) socket.write(preloginResponse(0x02));
+        else socket.destroy();
+      });
+      socket.on('error', () => {});
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const port = (server.address() as net.AddressInfo).port;
+    try {
+      await failsWith(createMssqlDialect().createPool(settings({ host: '127.0.0.1', port, tls: {} }), serviceSecret(), env()), 6951, /did not negotiate TLS.*login was not sent.*nothing was sent/s);
+      assert.deepEqual(seen, [0x12], 'only the pre-login reached the server');
+
+      seen.length = 0;
+      const unguarded = new mssql.ConnectionPool({ server: '127.0.0.1', port, user: 'pwsync', password: 'not-a-test-password', options: { encrypt: true, trustServerCertificate: false }, connectionTimeout: 5000 });
+      await assert.rejects(unguarded.connect());
+      assert.deepEqual(seen, [0x12, 0x10], 'control: unguarded, tedious sends LOGIN7 (0x10) over the plain socket');
+    } finally {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
   });
 
   test('query(): :name becomes @name, values go through request.input, never into the text', async () => {
