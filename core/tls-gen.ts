@@ -79,3 +79,25 @@ export async function generateTlsMaterial(opts: { hosts: string[]; days?: number
   pkcs8.fill(0);
   return { caCertPem: withNewline(ca.toString('pem')), certPem: withNewline(cert.toString('pem')), keyPem: withNewline(keyPem) };
 }
+
+/**
+ * A throwaway self-signed certificate and its P-256 key, for a TLS client that must load an
+ * identity to start (oracledb thin mode, connectors/sql/oracle.ts). Nothing keeps the key.
+ */
+export async function generateClientIdentity(commonName: string): Promise<{ certPem: string; keyPem: string }> {
+  const crypto = webcrypto;
+  const keys = await crypto.subtle.generateKey(EC, true, ['sign', 'verify']);
+  const cert = await x509.X509CertificateGenerator.createSelfSigned({
+    serialNumber: serial(), name: `CN=${dnValue(commonName)} ${randomBytes(4).toString('hex')}`,
+    notBefore: new Date(Date.now() - SKEW_MS), notAfter: new Date(Date.now() + 3650 * DAY_MS), keys, signingAlgorithm: SIGN,
+    extensions: [
+      new x509.BasicConstraintsExtension(false, undefined, true),
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
+      new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.clientAuth]),
+    ],
+  }, crypto);
+  const pkcs8 = Buffer.from(await crypto.subtle.exportKey('pkcs8', keys.privateKey));
+  const keyPem = x509.PemConverter.encode(pkcs8, 'PRIVATE KEY');
+  pkcs8.fill(0);
+  return { certPem: withNewline(cert.toString('pem')), keyPem: withNewline(keyPem) };
+}

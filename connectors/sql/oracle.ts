@@ -15,9 +15,10 @@ import { bindNamed } from './params.ts';
  *
  * TLS: TCPS through an Easy Connect string `tcps://host:port/service`; the driver always verifies
  * the chain (rejectUnauthorized) and, with sslServerDNMatch, the host name in the certificate. The
- * CA goes in as `walletContent` (PEM): thin mode has no separate CA option. oracledb 6.10 hands that
- * PEM to Node as cert and key as well, so it must be a PEM wallet that Node can read a key from
- * (orapki's ewallet.pem export); a CA-only PEM fails with NJS-505 (→ 6951 naming it). tls.serverName
+ * CA goes in as `walletContent` (PEM): thin mode has no separate CA option. oracledb 6.x hands that
+ * one PEM to Node as cert, key and ca alike, so a CA-only PEM fails to load (NJS-505). A PEM that
+ * holds a private key (orapki's ewallet.pem export) is passed as it is; for a CA-only PEM,
+ * `thinWallet` puts a throwaway client identity in front of the CA (see there). tls.serverName
  * holding a distinguished name (CN=…,O=…) is matched in full (sslServerCertDN); a plain name must be
  * the host itself, since thin mode checks the host it connects to.
  *
@@ -234,6 +235,22 @@ class OraclePool implements SqlPool {
   }
 }
 
+/**
+ * The walletContent for thin mode. oracledb gives the wallet PEM to Node as `cert`, `key` and `ca`
+ * at once, so it must hold a key. A CA-only PEM (the usual `tls.ca`) gets a throwaway P-256 key
+ * and a self-signed certificate for it in front: Node then loads the context, trusts the CA (and
+ * the throwaway certificate, whose key exists only in this process and signs nothing), and
+ * presents that certificate only if the listener asks for a client certificate, which it would
+ * not trust. A PEM that already holds a private key (an orapki ewallet.pem export) is kept as is.
+ */
+export async function thinWallet(pem: string): Promise<string> {
+  if (/-----BEGIN (?:[A-Z]+ )?PRIVATE KEY-----/.test(pem)) return pem;
+  if (!/-----BEGIN CERTIFICATE-----/.test(pem)) return pem;
+  const { generateClientIdentity } = await import('../../core/tls-gen.ts');
+  const id = await generateClientIdentity('pwsync oracle thin client');
+  return `${id.certPem}${id.keyPem}${pem.endsWith('\n') ? pem : `${pem}\n`}`;
+}
+
 /** The driver's pool attributes: TCPS unless the env allows plain. Exported for the stand-in test. */
 export function oracleAttributes(settings: SqlConnectionSettings, password: string, env: DialectEnv): { attributes: oracledb.PoolAttributes; plain: boolean } {
   const plain = !env.requireSecureConnection && settings.tls.ca === undefined;
@@ -281,6 +298,7 @@ export function createOracleDialect(driver: OracleDriver = realDriver): SqlDiale
     async createPool(settings, password, env) {
       // The service account's password is a string for the pool's attributes; oracledb keeps it to open connections.
       const { attributes, plain } = password.use((b) => oracleAttributes(settings, b.toString('utf8'), env));
+      if (typeof attributes.walletContent === 'string') attributes.walletContent = await thinWallet(attributes.walletContent);
       let pool: OraclePoolLike;
       try {
         pool = await driver(attributes);

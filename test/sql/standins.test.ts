@@ -13,6 +13,7 @@
 import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
 import net from 'node:net';
+import tls from 'node:tls';
 import { rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, describe, test } from 'node:test';
@@ -25,6 +26,7 @@ import { loadDialect } from '../../connectors/sql/sql.ts';
 import type { DialectEnv, SqlConnectionSettings, SqlDialect, SqlSession } from '../../connectors/sql/contract.ts';
 import { PwsyncError, UsageError } from '../../core/errors.ts';
 import { Secret } from '../../core/secret.ts';
+import { generateTlsMaterial } from '../../core/tls-gen.ts';
 import { testDir } from '../lib/dirs.ts';
 import { testPassword, TEST_PASSWORD_PREFIX } from '../lib/passwords.ts';
 
@@ -330,6 +332,44 @@ describe('Oracle dialect at the driver boundary (stand-in)', () => {
     const tlsFail = (e: Error) => createOracleDialect(async () => { throw e; }).createPool(settings(), serviceSecret(), env());
     await failsWith(tlsFail(oracleErrors.getErr(oracleErrors.ERR_TLS_AUTH_FAILURE, 'db.example.test', 2484, 'id', 'self-signed certificate')), 6951, /NJS-506.*nothing was sent/, false);
     await failsWith(tlsFail(oracleErrors.getErr(oracleErrors.ERR_TLS_INIT_FAILURE, 'error:1E08010C:DECODER routines::unsupported')), 6951, /NJS-505/, false);
+  });
+
+  test('TCPS with a CA-only tls.ca: the real thin driver verifies the listener against that CA (a TLS listener on loopback)', async () => {
+    // No Oracle server, but the TLS leg is the driver's own: a Node TLS listener with a certificate
+    // from the test CA stands in for the listener, and hangs up once the handshake is done.
+    const good = await generateTlsMaterial({ hosts: ['localhost'] });
+    const other = await generateTlsMaterial({ hosts: ['localhost'] });
+    writeFileSync(path.join(dir, 'oracle-ca.pem'), good.caCertPem);
+    const handshake = async (material: typeof good): Promise<{ secure: number; refused: number; error: PwsyncError }> => {
+      let secure = 0;
+      let refused = 0;
+      const server = tls.createServer({ key: material.keyPem, cert: material.certPem }, (socket) => { secure++; socket.destroy(); });
+      server.on('tlsClientError', () => { refused++; });
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+      const port = (server.address() as net.AddressInfo).port;
+      try {
+        const pool = await createOracleDialect().createPool(settings({ host: 'localhost', port, tls: { ca: 'oracle-ca.pem' }, timeoutMs: 5000 }), serviceSecret(), env());
+        let error: unknown;
+        try {
+          await pool.acquire();
+        } catch (e) {
+          error = e;
+        } finally {
+          await pool.close();
+        }
+        assert.ok(error instanceof PwsyncError, `expected a PwsyncError, got ${String(error)}`);
+        assert.ok(!error.message.includes(TEST_PASSWORD_PREFIX));
+        return { secure, refused, error };
+      } finally {
+        await new Promise<void>((resolve) => server.close(() => resolve()));
+      }
+    };
+    const ok = await handshake(good);
+    assert.equal(ok.secure, 1, `the handshake with the CA's listener completed (${ok.error.message})`);
+    assert.notEqual(ok.error.eventId, 6951, 'past TLS, the hang-up is not a TLS failure');
+    const bad = await handshake(other);
+    assert.equal(bad.secure, 0, 'a listener with a certificate from another CA gets no completed handshake');
+    assert.equal(bad.error.eventId, 6951, bad.error.message);
   });
 
   test('query(): :name bound natively, only the names used, object rows and autoCommit', async () => {
