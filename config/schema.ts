@@ -182,6 +182,10 @@ export const NotifierSchema = Type.Object({
     name: Name('The target\'s name in logs and status.'),
     enabled: Type.Boolean({ default: true, description: 'A disabled target receives nothing and queues nothing.' }),
     address: HostPort(undefined, 'The hub\'s gRPC address.'),
+    failover: Type.Optional(Type.Array(HostPort(undefined, 'Another hub of this target.'), {
+      minItems: 1, maxItems: 16, uniqueItems: true,
+      description: 'Other hubs that share the first one\'s broker (broker: nats), tried in order when the one in use cannot be reached. They must present a certificate from the same CA and, with Kerberos, the same service name.',
+    })),
     tls: Type.Object({
       ca: Path('The CA that signed the hub\'s certificate (PEM); always verified.'),
       serverName: Type.Optional(Type.String({ minLength: 1, description: 'The name to verify in the hub\'s certificate when it differs from the address host.' })),

@@ -15,6 +15,9 @@ interface Item {
 
 type WorkerState = 'running' | 'draining' | 'stopped';
 
+/** How soon an operation whose object another hub is setting is offered again. */
+const CLAIMED_RETRY_MS = 250;
+
 /**
  * Applies one connector's set-operations. Operations are spread over `concurrency` lanes by
  * target object, so one object is never set twice at once and its operations keep their order;
@@ -34,6 +37,8 @@ export class ConnectorWorker {
     private readonly broker: Broker,
     private readonly hubState: HubState,
     private readonly keyring: Keyring,
+    /** Set when hubs share the broker (NATS): objects are claimed across hubs while they are set. */
+    private readonly shared?: { hubId: string; leaseMs: number },
   ) {
     const n = target.config.concurrency;
     this.lanes = Array.from({ length: n }, () => []);
@@ -107,11 +112,34 @@ export class ConnectorWorker {
       if (!seen || i.op.changeTime >= seen.op.changeTime) newest.set(i.op.objectId, i);
     }
     const apply: Item[] = [];
+    const releases: Array<() => Promise<void>> = [];
+    try {
+      await this.choose(items, statuses, newest, apply, releases);
+      if (apply.length === 0) return;
+      await this.applyChosen(apply, statuses);
+    } finally {
+      await Promise.allSettled(releases.map((r) => r()));
+    }
+  }
+
+  private async choose(items: Item[], statuses: Map<string, OperationStatus>, newest: Map<string, Item>, apply: Item[], releases: Array<() => Promise<void>>): Promise<void> {
+    const t = this.target;
     for (const i of items) {
       const status = statuses.get(i.op.opId)!;
       if (newest.get(i.op.objectId) !== i) {
         await this.fail(i, status, 6919, 'a newer change for the same object is being applied');
         continue;
+      }
+      if (this.shared) {
+        // Another hub may hold an operation for this object: the claim orders them, and the
+        // latest-applied check below then sees what the other hub applied.
+        const claim = await this.hubState.claimObject(t.config.name, i.op.objectId, this.shared.hubId, this.shared.leaseMs);
+        if ('heldBy' in claim) {
+          t.log.debug({ opId: i.op.opId, objectId: i.op.objectId, heldBy: claim.heldBy }, 'object being set by another hub: this operation waits');
+          await i.delivery.retryAfter(CLAIMED_RETRY_MS);
+          continue;
+        }
+        releases.push(claim.release);
       }
       const latest = await this.hubState.latestApplied(t.config.name, i.op.objectId);
       if (latest && i.op.changeTime < latest.changeTime) {
@@ -124,7 +152,10 @@ export class ConnectorWorker {
       status.updatedAt = Date.now();
       apply.push(i);
     }
-    if (apply.length === 0) return;
+  }
+
+  private async applyChosen(apply: Item[], statuses: Map<string, OperationStatus>): Promise<void> {
+    const t = this.target;
     await Promise.all(apply.map((i) => this.hubState.putOperation(statuses.get(i.op.opId)!)));
     const outcomes = await applyBatch(t, apply.map((i) => i.op), this.keyring);
     await Promise.all(apply.map(async (i) => {

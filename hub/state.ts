@@ -3,6 +3,12 @@ import {
   accountKey, decode, encode, keyPart, type OperationStatus, type SyncStatus,
 } from './records.ts';
 
+interface ObjectClaim {
+  hub: string;
+  /** ms since the epoch; past it, the claim is free to take. */
+  until: number;
+}
+
 /**
  * The hub's readable state, kept in the broker's key-value store so that it lives wherever the
  * queues live (embedded file or JetStream): set-operation status, per (account, connector) sync
@@ -13,10 +19,11 @@ export class HubState {
     private readonly ops: KvStore,
     private readonly sync: KvStore,
     private readonly latest: KvStore,
+    private readonly claims: KvStore,
   ) {}
 
   static async open(broker: Broker): Promise<HubState> {
-    return new HubState(await broker.kv('operations'), await broker.kv('sync'), await broker.kv('latest'));
+    return new HubState(await broker.kv('operations'), await broker.kv('sync'), await broker.kv('latest'), await broker.kv('claims'));
   }
 
   async getOperation(opId: string): Promise<OperationStatus | undefined> {
@@ -74,6 +81,41 @@ export class HubState {
   async latestApplied(connector: string, objectId: string): Promise<{ changeTime: number; changeId: string } | undefined> {
     const e = await this.latest.get(`${keyPart(connector)}.${keyPart(objectId)}`);
     return e && decode(e.value);
+  }
+
+  /**
+   * Claims a target object for one hub while it applies a set-operation to it, so that hubs
+   * sharing a broker never set one object at once (one hub's lanes already keep that order within
+   * the hub). A claim past its `leaseMs` belongs to a hub that died mid-set and is taken over with
+   * compare-and-set. Returns a release function, or the holder's id when another hub holds it.
+   */
+  async claimObject(connector: string, objectId: string, hubId: string, leaseMs: number): Promise<{ release(): Promise<void> } | { heldBy: string }> {
+    const key = `${keyPart(connector)}.${keyPart(objectId)}`;
+    const value = (): Buffer => encode({ hub: hubId, until: Date.now() + leaseMs } satisfies ObjectClaim);
+    let revision: number;
+    try {
+      revision = await this.claims.create(key, value());
+    } catch (e) {
+      if (!(e instanceof KvConflictError)) throw e;
+      const held = await this.claims.get(key);
+      if (held) {
+        const c = decode<ObjectClaim>(held.value);
+        if (c.until > Date.now() && c.hub !== hubId) return { heldBy: c.hub };
+      }
+      try {
+        revision = held ? await this.claims.update(key, value(), held.revision) : await this.claims.create(key, value());
+      } catch (e2) {
+        if (e2 instanceof KvConflictError) return { heldBy: 'another hub (it claimed the object just now)' };
+        throw e2;
+      }
+    }
+    return {
+      release: async () => {
+        // Only our own claim goes: one taken over after our lease ran out stays with its new holder.
+        const now = await this.claims.get(key);
+        if (now && now.revision === revision) await this.claims.delete(key);
+      },
+    };
   }
 
   async recordApplied(connector: string, objectId: string, changeTime: number, changeId: string): Promise<void> {

@@ -6,7 +6,7 @@ import { configureKerberosProcess, kerberosClient, tlsOnlyClient, type ClientAut
  * Kerberos (this DC's machine account, the hub's SPN, the hub's AP-REP verified before any
  * acknowledgement counts) when the target names a service; TLS alone otherwise.
  */
-export function targetAuthenticator(t: TargetConfig, kerberos: NotifierConfig['notifier']['kerberos']): ClientAuthenticator {
+export function targetAuthenticator(t: TargetConfig, kerberos: NotifierConfig['notifier']['kerberos'], address = t.address): ClientAuthenticator {
   if (!t.kerberos) return tlsOnlyClient();
   if (!kerberos) throw new Error(`target ${t.name}: targets[].kerberos needs notifier.kerberos (keytab) to say which account this DC authenticates as`);
   configureKerberosProcess({
@@ -15,7 +15,7 @@ export function targetAuthenticator(t: TargetConfig, kerberos: NotifierConfig['n
     ...(kerberos.ccache ? { ccache: kerberos.ccache } : {}),
   });
   return kerberosClient({
-    service: t.kerberos.service, hubAddress: t.address,
+    service: t.kerberos.service, hubAddress: address,
     ...(kerberos.principal ? { principal: kerberos.principal } : {}),
     ...(kerberos.keytab ? { keytab: kerberos.keytab } : {}),
     ...(kerberos.ccache ? { ccache: kerberos.ccache } : {}),

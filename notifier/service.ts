@@ -8,7 +8,7 @@ import { recipientFromPem, type RecipientKey } from '../core/envelope.ts';
 import { describeError } from '../core/errors.ts';
 import type { Logger } from '../core/log.ts';
 import type { Secret } from '../core/secret.ts';
-import { createSubmitClient } from '../proto/channel.ts';
+import { createFailoverClient, createSubmitClient } from '../proto/channel.ts';
 import { targetAuthenticator } from './authentication.ts';
 import { createCapture, type Capture, type CaptureTarget } from './capture.ts';
 import { startDelivery, type HubChannel, type TargetDelivery } from './delivery.ts';
@@ -175,11 +175,13 @@ function targetRecipient(t: TargetConfig): RecipientKey {
 }
 
 function grpcChannel(t: TargetConfig, kerberos: NotifierConfig['notifier']['kerberos']): HubChannel {
-  return createSubmitClient({
-    address: t.address,
-    ca: readTargetFile(t, 'tls.ca', t.tls.ca),
+  const ca = readTargetFile(t, 'tls.ca', t.tls.ca);
+  const client = (address: string) => createSubmitClient({
+    address, ca,
     ...(t.tls.serverName ? { serverName: t.tls.serverName } : {}),
-    auth: targetAuthenticator(t, kerberos),
+    auth: targetAuthenticator(t, kerberos, address),
     timeoutMs: t.timeout,
   });
+  if (!t.failover) return client(t.address);
+  return createFailoverClient([t.address, ...t.failover].map((address) => ({ address, client: client(address) })));
 }

@@ -4,6 +4,7 @@
  */
 export { createHubServer, type HubServer, type HubServerOptions } from './hub-server.ts';
 export { createSubmitClient, type SubmitClient, type SubmitClientOptions } from './submit-client.ts';
+export { createFailoverClient, type FailoverClient } from './failover-client.ts';
 export { DeliveryError, type DeliveryCode } from './delivery-error.ts';
 export { HubRefusal, REFUSALS, type Refusal } from './refusal.ts';
 export {

@@ -3,8 +3,9 @@ import assert from 'node:assert/strict';
 import * as grpc from '@grpc/grpc-js';
 import { PwsyncError } from '../../core/errors.ts';
 import { generateTlsMaterial, type TlsMaterial } from '../../core/tls-gen.ts';
+import { freePort } from '../../cli/lab.ts';
 import {
-  createHubServer, createSubmitClient, DeliveryError, HubRefusal, tlsOnlyClient, tlsOnlyServer,
+  createFailoverClient, createHubServer, createSubmitClient, DeliveryError, HubRefusal, tlsOnlyClient, tlsOnlyServer,
   type CallerIdentity, type ChangeAck, type ClientAuthenticator, type HubServerOptions, type SubmitClientOptions,
   type SubmitRequest, type SubmitRequest__Output,
 } from '../../proto/channel.ts';
@@ -274,4 +275,30 @@ test('close() ends an in-flight call within the grace period', async () => {
   await server.close(200);
   const e = await deliveryError(pending);
   assert.equal(e.retryable, true);
+});
+
+test('failover: a target with several hubs moves on from one that cannot be reached, stays with the one that answers, and passes refusals through', async () => {
+  const down = `127.0.0.1:${await freePort()}`;
+  const up = await hub({ hubId: 'hub-b' });
+  const f = createFailoverClient([down, up.address].map((address) => ({ address, client: client(address, { timeoutMs: 2000 }) })));
+  clients.push(f);
+  const acks = await f.submit({ changes: [change(7)] });
+  assert.deepEqual(acks.map((a) => a.status), ['ACCEPTED_DURABLE']);
+  assert.equal(f.current(), up.address);
+  assert.equal(up.calls.length, 1);
+  assert.equal((await f.ping()).hubId, 'hub-b', 'later calls go to the hub that answered');
+
+  const refusing = await hub({ hubId: 'hub-c', submit: async () => { throw new HubRefusal('forbidden', 'not a DC of example.test'); } });
+  const spare = await hub({ hubId: 'hub-d' });
+  const g = createFailoverClient([refusing.address, spare.address].map((address) => ({ address, client: client(address) })));
+  clients.push(g);
+  const refused = await deliveryError(g.submit({ changes: [change(8)] }));
+  assert.equal(refused.retryable, false, refused.message);
+  assert.equal(spare.calls.length, 0, 'a refusal is not sent on to the next hub: it would refuse too');
+
+  const allDown = createFailoverClient([down, `127.0.0.1:${await freePort()}`].map((address) => ({ address, client: client(address, { timeoutMs: 2000 }) })));
+  clients.push(allDown);
+  const e = await deliveryError(allDown.submit({ changes: [change(9)] }));
+  assert.equal(e.retryable, true);
+  assert.match(e.message, /none of the target's 2 hubs could be reached/);
 });
