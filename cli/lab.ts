@@ -232,9 +232,10 @@ export class Lab {
     return s;
   }
 
-  async startNotifier(timeoutMs = 30_000): Promise<Service> {
+  /** `env` is added to the notifier's environment. */
+  async startNotifier(timeoutMs = 30_000, env?: Record<string, string>): Promise<Service> {
     const startedAt = Date.now();
-    const s = spawnPwsync(['notifier', '--config', this.notifierConfig]);
+    const s = spawnPwsync(['notifier', '--config', this.notifierConfig], env ? { env } : {});
     this.notifier = s;
     // Ready when a new socket is bound (a killed notifier leaves its old one behind). No probe
     // connection: an empty request is, rightly, a warning in the notifier's log.

@@ -2,10 +2,11 @@ import type { Command } from 'commander';
 import { loadNotifierConfig } from '../config/load.ts';
 import { createLogger } from '../core/log.ts';
 import { startNotifier } from '../notifier/service.ts';
+import { registerWindows } from './notifier-windows.ts';
 import { untilSignal } from './signals.ts';
 
 export function register(program: Command): void {
-  program.command('notifier')
+  const notifier = program.command('notifier')
     .description('Run the notifier on a domain controller: the hook endpoint, sealed queues, delivery to hubs.')
     .requiredOption('-c, --config <file>', 'the notifier YAML')
     .action(async (opts: { config: string }) => {
@@ -17,4 +18,5 @@ export function register(program: Command): void {
       await notifier.stop();
       log.flush();
     });
+  registerWindows(notifier);
 }

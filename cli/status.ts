@@ -80,8 +80,10 @@ export function renderDcs(dcs: readonly DcRecord[], domains: LoadedHubConfig['do
   for (const dom of domains) {
     if (!dcs.some((d) => d.domain.toLowerCase() === dom.name.toLowerCase())) lines.push(`${dom.name}: no domain controller has reported to this hub yet`);
   }
-  const notCapturing = dcs.flatMap((d) => (d.capture.length === 0 ? [`  ${d.sourceDc} (${d.domain}): no capture source reported`]
-    : d.capture.filter((c) => c.state !== 'running').map((c) => `  ${d.sourceDc} (${d.domain}): ${c.source} ${c.state}${c.detail ? `: ${c.detail}` : ''}`)));
+  const isSilent = (d: DcRecord): boolean => d.silent || d.lastSeen < now - (silentAfter.get(d.domain.toLowerCase()) ?? Infinity);
+  const notCapturing = dcs.flatMap((d) => (isSilent(d) ? [`  ${d.sourceDc} (${d.domain}): stale: silent since ${when(d.lastSeen)}, its capture state is unknown`]
+    : d.capture.length === 0 ? [`  ${d.sourceDc} (${d.domain}): no capture source reported`]
+      : d.capture.filter((c) => c.state !== 'running').map((c) => `  ${d.sourceDc} (${d.domain}): ${c.source} ${c.state}${c.detail ? `: ${c.detail}` : ''}`)));
   if (notCapturing.length > 0) lines.push('', 'capture not running (password changes made there are not captured):', ...notCapturing);
   return lines.join('\n');
 }

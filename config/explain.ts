@@ -43,6 +43,9 @@ export const PATTERN_FIXES: Readonly<Record<string, string>> = {
   '^[A-Za-z0-9_-]+@[A-Za-z0-9.-]+$': 'write the service as SERVICE@host, such as `PWSYNC@hub.corp.example.com` for the SPN PWSYNC/hub.corp.example.com (not PWSYNC/host@REALM)',
   '^ldaps?://': 'write an LDAP URL such as `ldaps://dc1.corp.example.com:636` (or ldap:// with startTls: true)',
   '^[A-Z0-9.-]+$': 'write the realm in upper case, such as `CORP.EXAMPLE.COM`',
+  '^(nats|tls)://(\\[[0-9A-Fa-f:.]+\\]|[A-Za-z0-9.-]+):[0-9]{1,5}$': 'write a NATS server URL such as `tls://nats1.corp.example.com:4222` (nats:// only on loopback)',
+  '^[A-Za-z0-9_-]{1,32}$': 'use 1 to 32 letters, digits, `_` and `-`',
+  '^\\\\\\\\[.]\\\\pipe\\\\[^\\\\]+$': 'write a local named pipe in single quotes, such as `\'\\\\.\\pipe\\pwsync-hook\'`',
 };
 
 const VALUE_LABELS: Readonly<Record<string, string>> = {

@@ -67,6 +67,12 @@ export function resolveHubPaths(config: Obj, baseDir: string): FileSetting[] {
       settings.push(...secretFiles(directory, ['domains', i, 'directory'], baseDir));
     });
   }
+  const broker = obj(config['broker']);
+  const brokerTls = obj(broker?.['tls']);
+  abs(brokerTls, 'ca', ['broker', 'tls', 'ca'], true, false);
+  abs(brokerTls, 'cert', ['broker', 'tls', 'cert'], true, false);
+  abs(brokerTls, 'key', ['broker', 'tls', 'key'], true, true);
+  if (broker) settings.push(...secretFiles({ credentials: broker['credentials'] }, ['broker'], baseDir));
   const connectors = config['connectors'];
   if (Array.isArray(connectors)) {
     connectors.forEach((c, i) => {
@@ -101,6 +107,7 @@ export function resolveNotifierPaths(config: Obj, baseDir: string): FileSetting[
   const samba = obj(obj(notifier?.['capture'])?.['samba']);
   abs(samba, 'smbConf', ['notifier', 'capture', 'samba', 'smbConf'], true);
   abs(samba, 'gnupgHome', ['notifier', 'capture', 'samba', 'gnupgHome'], false);
+  abs(obj(obj(notifier?.['capture'])?.['windows']), 'spoolDir', ['notifier', 'capture', 'windows', 'spoolDir'], false);
   const directory = obj(notifier?.['directory']);
   abs(directory, 'ca', ['notifier', 'directory', 'ca'], true);
   settings.push(...secretFiles(directory, ['notifier', 'directory'], baseDir));

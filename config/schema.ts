@@ -176,6 +176,13 @@ export const NotifierSchema = Type.Object({
         restartMin: Duration('2s', 'First wait before restarting syncpasswords after it exits; doubled each time.'),
         restartMax: Duration('5m', 'Longest wait between restarts.'),
       }, { additionalProperties: false, description: 'Capture on a Samba AD DC through `samba-tool user syncpasswords --decrypt-samba-gpg`.' })),
+      windows: Type.Optional(Type.Object({
+        spoolDir: Path('The filter DLL\'s spool folder (registry SpoolDir): the notifier drains its `new` folder in order.'),
+        pipe: Type.Optional(Type.String({ pattern: '^\\\\\\\\[.]\\\\pipe\\\\[^\\\\]+$', description: 'The named pipe the DLL hands changes to (registry PipeName), e.g. \\\\.\\pipe\\pwsync-hook; served by the notifier on Windows. Without it the DLL only spools.' })),
+        timeBudget: Duration('300ms', 'Longest the DLL waits for the notifier over the pipe before it spools (registry TimeBudgetMs; 50ms to 2s).'),
+        dllName: Type.String({ pattern: '^[A-Za-z0-9_-]{1,32}$', default: 'pwsyncfilter', description: 'The filter DLL\'s name without .dll, as listed in Notification Packages.' }),
+        poll: Duration('2s', 'How often the spool folder is read besides change notifications.'),
+      }, { additionalProperties: false, description: 'Capture on a Windows DC through the password filter DLL (`pwsync notifier install`).' })),
     }, { additionalProperties: false })),
   }, { additionalProperties: false }),
   targets: Type.Array(Type.Object({
@@ -211,6 +218,7 @@ export type ConnectorConfig = HubConfig['connectors'][number];
 export type TargetConfig = NotifierConfig['targets'][number];
 export type JoinRuleConfig = ConnectorConfig['join'][number];
 export type DomainConfig = HubConfig['domains'][number];
+export type WindowsCaptureConfig = NonNullable<NonNullable<NotifierConfig['notifier']['capture']>['windows']>;
 export type SambaCaptureConfig = NonNullable<NonNullable<NotifierConfig['notifier']['capture']>['samba']>;
 
 export const SCHEMAS = { hub: HubSchema, notifier: NotifierSchema } as const satisfies Record<string, TSchema>;

@@ -1,6 +1,6 @@
 import {
-  createCipheriv, createDecipheriv, createECDH, createHash, createPrivateKey, createPublicKey,
-  hkdfSync, randomBytes, type KeyObject,
+  constants as cryptoConstants, createCipheriv, createDecipheriv, createECDH, createHash, createPrivateKey, createPublicKey,
+  hkdfSync, privateDecrypt, randomBytes, type KeyObject,
 } from 'node:crypto';
 import { PwsyncError } from './errors.ts';
 import { Secret } from './secret.ts';
@@ -19,6 +19,22 @@ export const MAGIC = Buffer.from('PWSY', 'ascii');
 export const VERSION = 1;
 export const SUITE_P256_HKDF_AESGCM = 1;
 export const PW_UTF8 = 1;
+/**
+ * Test-only suite 241 (0xF1): the same layout and associated data as suite 1, but the 65-byte
+ * ephemeral point is replaced by `u16 length | RSA PKCS#1 v1.5 encryption of a random 32-byte
+ * AES key` (no HKDF). It exists because Wine's CNG cannot derive an ECDH secret, so the filter
+ * DLL's end-to-end tests under Wine need another key wrap. PKCS#1 v1.5 encryption is not safe
+ * to offer an attacker (padding oracles): it is parsed and opened only by a process started with
+ * PWSYNC_TEST_ONLY_SUITES=1, never by default, and the production DLL refuses it too.
+ */
+export const SUITE_TEST_RSA_PKCS1 = 0xf1;
+export const TEST_SUITES_ENV = 'PWSYNC_TEST_ONLY_SUITES';
+/** Read once: what the process was started with, not what some code sets later. */
+const TEST_SUITES_AT_START = process.env[TEST_SUITES_ENV] === '1';
+export function testSuitesEnabled(): boolean {
+  return TEST_SUITES_AT_START;
+}
+const CEK = 32;
 const SALT = Buffer.from('pwsync/v1/ecdh-p256', 'ascii');
 const FIXED_HEAD = 4 + 3 + 16 + 16 + 8;
 const POINT = 65;
@@ -63,6 +79,8 @@ export interface RecipientKey {
 
 export interface PrivateRecipientKey extends RecipientKey {
   privateScalar: Buffer;
+  /** Test-only suite 241: the RSA private key (publicPoint and privateScalar are then empty). */
+  testRsaKey?: KeyObject;
 }
 
 function envelopeError(message: string, cause?: unknown): PwsyncError {
@@ -95,6 +113,29 @@ export function privateRecipientFromPem(pem: string | Buffer): PrivateRecipientK
   return { keyId: keyIdOf(pub), publicPoint: pointOf(pub), privateScalar: Buffer.from(jwk.d, 'base64url') };
 }
 
+/**
+ * A hub key for the test-only suite 241: an RSA private key, accepted only in a process started
+ * with PWSYNC_TEST_ONLY_SUITES=1. Its key id is that of the RSA public key (SHA-256 of the SPKI).
+ */
+export function testPrivateRecipientFromPem(pem: string | Buffer): PrivateRecipientKey {
+  const priv = createPrivateKey(pem);
+  if (priv.asymmetricKeyType !== 'rsa') throw new PwsyncError(6946, 'the key is neither a P-256 key nor an RSA key');
+  if (!testSuitesEnabled()) {
+    throw new PwsyncError(6946, `the key is an RSA key: RSA keys open only the test-only suite ${SUITE_TEST_RSA_PKCS1}, accepted only by a process started with ${TEST_SUITES_ENV}=1 (never in production); use a P-256 key from \`pwsync keys generate\``);
+  }
+  return { keyId: keyIdOf(createPublicKey(priv)), publicPoint: Buffer.alloc(0), privateScalar: Buffer.alloc(0), testRsaKey: priv };
+}
+
+/** The public half of a test-only suite-241 key: what a notifier target names when it takes such envelopes. */
+export function testRecipientFromPem(pem: string | Buffer): RecipientKey {
+  const pub = createPublicKey(pem);
+  if (pub.asymmetricKeyType !== 'rsa') throw new PwsyncError(6946, 'the key is neither a P-256 key nor an RSA key');
+  if (!testSuitesEnabled()) {
+    throw new PwsyncError(6946, `the key is an RSA key: RSA keys serve only the test-only suite ${SUITE_TEST_RSA_PKCS1}, accepted only by a process started with ${TEST_SUITES_ENV}=1 (never in production); use a P-256 key from \`pwsync keys generate\``);
+  }
+  return { keyId: keyIdOf(pub), publicPoint: Buffer.alloc(0) };
+}
+
 function encodeHeader(b: Binding, keyId: Buffer): Buffer {
   if (b.changeId.length !== 16) throw new Error('changeId must be 16 bytes');
   if (!Number.isSafeInteger(b.changeTime) || b.changeTime < 0) throw new Error('changeTime must be ms since the epoch');
@@ -125,7 +166,10 @@ export function parseHeader(envelope: Buffer): { header: EnvelopeHeader; headerE
   const suite = envelope[5]!;
   const pwEnc = envelope[6]!;
   if (version !== VERSION) throw envelopeError(`sealed password has envelope version ${version}; this build reads version ${VERSION}`);
-  if (suite !== SUITE_P256_HKDF_AESGCM) throw envelopeError(`sealed password uses suite ${suite}; this build accepts only suite 1 (ECDH-P256 + HKDF-SHA256 + AES-256-GCM)`);
+  if (suite === SUITE_TEST_RSA_PKCS1 && !testSuitesEnabled()) {
+    throw envelopeError(`sealed password uses the test-only suite ${suite} (RSA PKCS#1 v1.5 key wrap): refused; only a process started with ${TEST_SUITES_ENV}=1 reads it, and no production DC may produce it`);
+  }
+  if (suite !== SUITE_P256_HKDF_AESGCM && suite !== SUITE_TEST_RSA_PKCS1) throw envelopeError(`sealed password uses suite ${suite}; this build accepts only suite 1 (ECDH-P256 + HKDF-SHA256 + AES-256-GCM)`);
   if (pwEnc !== PW_UTF8) throw envelopeError(`sealed password has encoding ${pwEnc}; only 1 (UTF-8) is defined`);
   let at = FIXED_HEAD;
   const strings: string[] = [];
@@ -141,7 +185,10 @@ export function parseHeader(envelope: Buffer): { header: EnvelopeHeader; headerE
     }
     at += len;
   }
-  if (at + POINT + NONCE + TAG > envelope.length) throw envelopeError('sealed password is truncated after its header');
+  if (suite === SUITE_TEST_RSA_PKCS1) {
+    const kemLen = at + 2 <= envelope.length ? envelope.readUInt16BE(at) : Infinity;
+    if (at + 2 + kemLen + NONCE + TAG > envelope.length) throw envelopeError('sealed password is truncated after its header');
+  } else if (at + POINT + NONCE + TAG > envelope.length) throw envelopeError('sealed password is truncated after its header');
   const changeTime = envelope.readBigUInt64BE(39);
   if (changeTime > BigInt(Number.MAX_SAFE_INTEGER)) throw envelopeError(`sealed password has an impossible change time (${changeTime} ms)`);
   const [domain, samAccountName, objectGuid, objectSid, upn, dn, sourceHost] = strings as [string, string, string, string, string, string, string];
@@ -168,6 +215,9 @@ export interface SealOptions {
 }
 
 export function seal(recipient: RecipientKey, binding: Binding, password: Secret, opts: SealOptions = {}): Buffer {
+  if (recipient.publicPoint.length !== POINT) {
+    throw new PwsyncError(6946, `key id ${recipient.keyId.toString('hex')} is not a P-256 key (a test-only RSA key?): only the filter DLL's test build seals for it; give this target a P-256 public key`);
+  }
   const header = encodeHeader(binding, recipient.keyId);
   const nonce = opts.nonce ?? randomBytes(NONCE);
   if (nonce.length !== NONCE) throw new Error(`nonce must be ${NONCE} bytes`);
@@ -208,24 +258,35 @@ export function open(envelope: Buffer, keyring: Keyring): { header: EnvelopeHead
   if (!key) {
     throw envelopeError(`sealed for key id ${header.keyId.toString('hex')}, but this process holds only ${keyring.ids().join(', ') || 'no keys'}: the sender uses a wrong or retired public key`);
   }
-  const ephemeralPoint = envelope.subarray(headerEnd, headerEnd + POINT);
-  const nonce = envelope.subarray(headerEnd + POINT, headerEnd + POINT + NONCE);
-  const ctEnd = envelope.length - TAG;
-  const aad = envelope.subarray(0, headerEnd + POINT + NONCE);
-  let shared: Buffer;
-  try {
-    const ecdh = createECDH('prime256v1');
-    ecdh.setPrivateKey(key.privateScalar);
-    shared = ecdh.computeSecret(ephemeralPoint);
-  } catch (e) {
-    throw envelopeError('sealed password has an invalid ephemeral public key', e);
+  if ((header.suite === SUITE_TEST_RSA_PKCS1) !== (key.testRsaKey !== undefined)) {
+    throw envelopeError(`sealed with suite ${header.suite} for key id ${header.keyId.toString('hex')}, which is a ${key.testRsaKey ? 'test-only RSA' : 'P-256'} key: a suite and key that do not belong together`);
   }
-  const aesKey = deriveKey(shared, ephemeralPoint, key.publicPoint);
-  shared.fill(0);
+  let kemEnd: number;
+  let aesKey: Buffer;
+  if (key.testRsaKey) {
+    kemEnd = headerEnd + 2 + envelope.readUInt16BE(headerEnd);
+    aesKey = unwrapTestKey(envelope.subarray(headerEnd + 2, kemEnd), key.testRsaKey);
+  } else {
+    kemEnd = headerEnd + POINT;
+    const ephemeralPoint = envelope.subarray(headerEnd, kemEnd);
+    let shared: Buffer;
+    try {
+      const ecdh = createECDH('prime256v1');
+      ecdh.setPrivateKey(key.privateScalar);
+      shared = ecdh.computeSecret(ephemeralPoint);
+    } catch (e) {
+      throw envelopeError('sealed password has an invalid ephemeral public key', e);
+    }
+    aesKey = deriveKey(shared, ephemeralPoint, key.publicPoint);
+    shared.fill(0);
+  }
+  const nonce = envelope.subarray(kemEnd, kemEnd + NONCE);
+  const ctEnd = envelope.length - TAG;
+  const aad = envelope.subarray(0, kemEnd + NONCE);
   const decipher = createDecipheriv('aes-256-gcm', aesKey, nonce);
   decipher.setAAD(aad);
   decipher.setAuthTag(envelope.subarray(ctEnd));
-  const clear = decipher.update(envelope.subarray(headerEnd + POINT + NONCE, ctEnd));
+  const clear = decipher.update(envelope.subarray(kemEnd + NONCE, ctEnd));
   try {
     decipher.final();
   } catch (e) {
@@ -235,6 +296,33 @@ export function open(envelope: Buffer, keyring: Keyring): { header: EnvelopeHead
     aesKey.fill(0);
   }
   return { header, password: Secret.adopt(clear) };
+}
+
+/**
+ * Suite 241's key unwrap. Node (≥ 20.11) refuses PKCS#1 v1.5 private decryption (the Marvin
+ * attack), so the block is decrypted raw and the padding `00 02 PS(≥8 non-zero) 00 CEK` checked
+ * here, over every byte whatever it holds, with one verdict at the end.
+ */
+function unwrapTestKey(kem: Buffer, key: KeyObject): Buffer {
+  let em: Buffer;
+  try {
+    em = privateDecrypt({ key, padding: cryptoConstants.RSA_NO_PADDING }, kem);
+  } catch (e) {
+    throw envelopeError('sealed password (test-only suite) has a key wrap that does not decrypt', e);
+  }
+  let sep = 0;
+  for (let i = 2; i < em.length; i++) {
+    const isZero = em[i] === 0 ? 1 : 0;
+    sep = sep === 0 && isZero ? i : sep;
+  }
+  const good = em[0] === 0 && em[1] === 2 && sep >= 10 && em.length - sep - 1 === CEK;
+  const cek = Buffer.from(em.subarray(em.length - CEK));
+  em.fill(0);
+  if (!good) {
+    cek.fill(0);
+    throw envelopeError('sealed password (test-only suite) has a key wrap with bad padding');
+  }
+  return cek;
 }
 
 /** True when the envelope's header names the same change and account as the message around it. */

@@ -153,6 +153,21 @@ export const EVENTS = {
     text: 'the secure connection rule is off for a connector: passwords may travel to it unencrypted',
     fix: 'use ldaps:// or StartTLS with a CA file and remove requireSecureConnection: false',
   },
+  6962: {
+    severity: 'warning', retryable: false,
+    text: 'test-only envelope suites are enabled (PWSYNC_TEST_ONLY_SUITES=1): envelopes with a weak key wrap are accepted',
+    fix: 'never in production: unset PWSYNC_TEST_ONLY_SUITES and remove RSA keys from hub.keys and targets[].publicKey',
+  },
+  6963: {
+    severity: 'error', retryable: false,
+    text: 'a change captured by the filter DLL was put aside: it cannot be queued for a target',
+    fix: 'the event names the reason (unknown or disabled target, stale key, bad frame); fix it (`pwsync notifier install` rewrites the DLL settings), then move the file from the spool folder\'s aside (or bad) folder back into new',
+  },
+  6964: {
+    severity: 'error', retryable: false,
+    text: 'capture on this Windows domain controller is not working: the filter DLL is not registered, not loaded, or disabled itself',
+    fix: 'run `pwsync notifier install` and reboot the DC; the event names what is missing (Notification Packages, status file, the DLL\'s own reason)',
+  },
 } as const satisfies Record<number, EventDef>;
 
 export type EventId = keyof typeof EVENTS;

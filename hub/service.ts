@@ -1,10 +1,12 @@
+import { createPrivateKey } from 'node:crypto';
 import { mkdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import type { Broker } from '../core/broker.ts';
 import { openSqliteBroker } from '../core/broker-sqlite.ts';
-import { keyringOf, privateRecipientFromPem, type Keyring } from '../core/envelope.ts';
+import { keyringOf, privateRecipientFromPem, testPrivateRecipientFromPem, testSuitesEnabled, TEST_SUITES_ENV, type Keyring } from '../core/envelope.ts';
 import { describeError, UsageError } from '../core/errors.ts';
+import { EVENTS } from '../core/events.ts';
 import type { HubConfig } from '../config/schema.ts';
 import { createHubServer } from '../proto/channel.ts';
 import { purgeOperations } from './admin.ts';
@@ -31,7 +33,9 @@ export function hubDatabase(config: Pick<HubConfig, 'hub'>): string {
 export function loadKeyring(files: readonly string[]): Keyring {
   return keyringOf(files.map((f) => {
     try {
-      return privateRecipientFromPem(readFileSync(f));
+      const pem = readFileSync(f);
+      // An RSA key opens only the test-only suite 241 and is refused unless PWSYNC_TEST_ONLY_SUITES=1.
+      return createPrivateKey(pem).asymmetricKeyType === 'rsa' ? testPrivateRecipientFromPem(pem) : privateRecipientFromPem(pem);
     } catch (e) {
       throw new UsageError(`hub.keys: cannot read a P-256 private key from ${f} (${describeError(e)}); create one with \`pwsync keys generate\``);
     }
@@ -44,6 +48,7 @@ export function loadKeyring(files: readonly string[]): Keyring {
  * `stop()` refuses new calls, lets in-flight batches finish within `shutdownGrace`, then closes.
  */
 export async function startHub(config: HubConfigFile, log: Logger): Promise<RunningHub> {
+  if (testSuitesEnabled()) log.warn({ eventId: 6962, env: TEST_SUITES_ENV }, EVENTS[6962].text);
   const keyring = loadKeyring(config.hub.keys);
   mkdirSync(config.hub.dataDir, { recursive: true, mode: 0o700 });
   const broker: Broker = openSqliteBroker({ file: hubDatabase(config), groupCommitMs: 3, log: log.child({ component: 'broker' }) });

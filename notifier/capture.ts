@@ -48,6 +48,15 @@ export interface SealedCapture {
   envelopes: Buffer[];
 }
 
+/**
+ * A change sealed by the Windows filter DLL: one envelope per target, named by the DLL's own
+ * settings; the account and source host are the ones in the envelopes' headers (all alike).
+ */
+export interface PresealedCapture {
+  changeId: Buffer;
+  envelopes: Array<{ target: CaptureTarget; envelope: Buffer }>;
+}
+
 export interface CaptureOptions {
   broker: Broker;
   targets: readonly CaptureTarget[];
@@ -68,6 +77,11 @@ export interface Capture {
   clear(change: HookChange, password: Secret): Promise<string>;
   /** A change sealed by its capturer. Returns the change id (hex). */
   sealed(change: SealedCapture): Promise<string>;
+  /**
+   * A change sealed by the filter DLL, each envelope for the target it names (none opened).
+   * Throws HookProtocolError when an envelope does not belong to its target or to this domain.
+   */
+  presealed(change: PresealedCapture): Promise<string>;
   /** Changes held for a target (by its token) until their scope can be decided. */
   held(targetToken: string): Promise<number>;
   /** Stops the held-change loops (what they hold stays queued). */
@@ -163,6 +177,32 @@ class CaptureImpl implements Capture {
     return id;
   }
 
+  async presealed(change: PresealedCapture): Promise<string> {
+    const id = change.changeId.toString('hex');
+    let binding: Binding | undefined;
+    const queued: Array<{ target: CaptureTarget; change: QueuedChange }> = [];
+    for (const { target, envelope } of change.envelopes) {
+      let header;
+      try {
+        header = parseHeader(envelope).header;
+      } catch (e) {
+        throw new HookProtocolError(`the envelope for target ${target.name} cannot be read: ${describeError(e)}`);
+      }
+      if (!header.keyId.equals(target.recipient.keyId)) {
+        throw new HookProtocolError(`the envelope for target ${target.name} is sealed for key ${header.keyId.toString('hex')}, but the target's key is ${target.recipient.keyId.toString('hex')}: the DLL has a stale key (run \`pwsync notifier install\` again)`);
+      }
+      binding ??= header;
+      const field = bindingMismatch(header, binding);
+      if (field || !header.changeId.equals(change.changeId)) throw new HookProtocolError(`the envelopes of change ${id} name different ${field ?? 'change id'}s: a frame holds one change`);
+      queued.push({ target, change: queuedOf(binding, accountOfBinding(binding), envelope) });
+    }
+    if (!binding) return id;
+    const account = accountOfBinding(binding);
+    this.checkDomain(account);
+    await this.route(account, queued);
+    return id;
+  }
+
   /** Routes each target's sealed copy by its scope; resolves once every publish is durable. */
   private async route(account: AccountRef, queued: Array<{ target: CaptureTarget; change: QueuedChange }>): Promise<void> {
     const outcomes = await Promise.all(queued.map(({ target, change }) => this.routeOne(target, account, change)));
@@ -249,6 +289,10 @@ function queuedOf(binding: Binding, account: AccountRef, sealedPassword: Buffer)
     changeTimeMs: binding.changeTime,
     sealedPassword,
   };
+}
+
+function accountOfBinding(b: Binding): AccountRef {
+  return { domain: b.domain, samAccountName: b.samAccountName, objectGuid: b.objectGuid, objectSid: b.objectSid, upn: b.upn, dn: b.dn };
 }
 
 function accountOf(c: QueuedChange): AccountRef {

@@ -4,7 +4,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { NotifierConfig, TargetConfig } from '../config/schema.ts';
 import { openSqliteBroker } from '../core/broker-sqlite.ts';
 import { subjectToken, type Broker } from '../core/broker.ts';
-import { recipientFromPem, type RecipientKey } from '../core/envelope.ts';
+import { createPublicKey } from 'node:crypto';
+import { recipientFromPem, testRecipientFromPem, testSuitesEnabled, TEST_SUITES_ENV, type RecipientKey } from '../core/envelope.ts';
+import { EVENTS } from '../core/events.ts';
 import { describeError } from '../core/errors.ts';
 import type { Logger } from '../core/log.ts';
 import type { Secret } from '../core/secret.ts';
@@ -16,6 +18,7 @@ import type { HookChange } from './hook-protocol.ts';
 import { startHookServer, type HookServer } from './hook-server.ts';
 import type { CaptureSource } from './capture-source.ts';
 import { startSambaCapture } from './samba/supervisor.ts';
+import { startWindowsCapture } from './windows/spool-drain.ts';
 import { startReports, type RunningReports } from './report.ts';
 import type { Scope } from './scope.ts';
 import { scopeFromConfig } from './scope-ldap.ts';
@@ -45,6 +48,7 @@ export interface NotifierSeams {
 
 export async function startNotifier(config: NotifierConfig & { baseDir?: string }, log: Logger, seams: NotifierSeams = {}): Promise<RunningNotifier> {
   const n = config.notifier;
+  if (testSuitesEnabled()) log.warn({ eventId: 6962, env: TEST_SUITES_ENV }, EVENTS[6962].text);
   const enabled = config.targets.filter((t) => t.enabled);
   for (const t of config.targets.filter((x) => !x.enabled)) log.info({ target: t.name }, 'target disabled: it receives nothing');
   const captureTargets: CaptureTarget[] = enabled.map((t) => ({
@@ -98,6 +102,14 @@ export async function startNotifier(config: NotifierConfig & { baseDir?: string 
     });
     // After the hook socket listens: the capture script talks to it.
     if (n.capture?.samba) sources.push(await startSambaCapture(config, { log: log.child({ component: 'samba' }) }));
+    const win = n.capture?.windows;
+    if (win) {
+      sources.push(await startWindowsCapture({
+        spoolDir: win.spoolDir, ...(win.pipe ? { pipe: win.pipe } : {}), dllName: win.dllName, pollMs: win.poll,
+        targets: captureTargets, disabledTargets: config.targets.filter((t) => !t.enabled).map((t) => t.name),
+        capture: captured, taken: await broker.kv('windows-taken'), host: n.host, log: log.child({ component: 'windows' }),
+      }));
+    }
     reports = await startReports({
       broker, notifierId: n.host, domain: n.domain, host: n.host, intervalMs: n.report, log: log.child({ component: 'report' }),
       capture: () => [...sources.map((c) => c.state()), { source: 'hook', state: 'running', detail: '', lastCaptureMs: 0 }],
@@ -167,10 +179,26 @@ function readTargetFile(t: TargetConfig, setting: string, file: string): Buffer 
 
 function targetRecipient(t: TargetConfig): RecipientKey {
   const pem = readTargetFile(t, 'publicKey', t.publicKey);
+  // An RSA key serves only the filter DLL's test-only suite, and only with PWSYNC_TEST_ONLY_SUITES=1.
+  if (isRsa(pem)) {
+    try {
+      return testRecipientFromPem(pem);
+    } catch (e) {
+      throw new Error(`target ${t.name}: publicKey ${t.publicKey}: ${describeError(e)}`);
+    }
+  }
   try {
     return recipientFromPem(pem);
   } catch (e) {
     throw new Error(`target ${t.name}: publicKey ${t.publicKey} is not a P-256 public key in PEM: ${describeError(e)} (write it with \`pwsync keys generate\` on the hub)`);
+  }
+}
+
+function isRsa(pem: Buffer): boolean {
+  try {
+    return createPublicKey(pem).asymmetricKeyType === 'rsa';
+  } catch {
+    return false;
   }
 }
 

@@ -7,6 +7,7 @@
 #   postgresql-15: private TLS instances for the SQL connector (passwordcheck ships in the package)
 #   mariadb-server: private MariaDB instances for the SQL connector (test/lib/mariadb.ts); its postinst
 #     initialises /var/lib/mysql but never starts it here (policy-rc.d denies it), and no test starts it
+#   mingw-w64, clang, lld, wine: the Windows filter DLL, built and run under Wine (test/windows/)
 set -euo pipefail
 PACKAGES=(
   samba samba-ad-dc samba-ad-provision samba-dsdb-modules samba-vfs-modules winbind ldb-tools
@@ -15,6 +16,7 @@ PACKAGES=(
   slapd openssl
   postgresql-15
   mariadb-server
+  gcc-mingw-w64-x86-64 clang lld wine wine64
 )
 missing=()
 for p in "${PACKAGES[@]}"; do

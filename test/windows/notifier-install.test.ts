@@ -1,0 +1,144 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { generateKeyPairSync } from 'node:crypto';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { after, before, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { recipientFromPem } from '../../core/envelope.ts';
+import { spawnPwsync } from '../../cli/lab.ts';
+import { decodeFrame } from '../../notifier/windows/frame.ts';
+import { multiSzItems, parseRegQuery } from '../../notifier/windows/registry.ts';
+import { testDir } from '../lib/dirs.ts';
+import { testPassword } from '../lib/passwords.ts';
+import { DLL, ensureWindowsBuild, fields, harness, startWine, type Wine } from '../lib/wine.ts';
+import { rsaTestKey } from './helpers.ts';
+
+/**
+ * `pwsync notifier install` / `uninstall` against Wine's registry (Wine's reg.exe is real; its
+ * schtasks.exe and icacls.exe are stubs, so the boot task and the spool DACL are only issued here,
+ * not checked). Then the filter DLL, loaded by the harness with no other configuration, captures
+ * a change with the settings the installer wrote.
+ */
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const REPO = path.resolve(HERE, '../..');
+const LSA = 'HKLM\\SYSTEM\\CurrentControlSet\\Control\\Lsa';
+
+let wine: Wine;
+let dir: string;
+let configFile: string;
+let spool: string;
+const rsa = rsaTestKey();
+
+function child(verb: 'install' | 'uninstall', dll = DLL.test): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile(process.execPath, ['--import', 'tsx', path.join(HERE, 'install-child.ts'), verb, configFile, dll], {
+      cwd: REPO, env: { ...wine.env, PWSYNC_TEST_ONLY_SUITES: '1' }, timeout: 180_000,
+    }, (err, stdout, stderr) => (err ? reject(new Error(`${verb}: ${err.message}\n${stdout}\n${stderr}`)) : resolve(stdout)));
+  });
+}
+
+async function reg(args: string[]): Promise<{ code: number | null; out: string }> {
+  const r = await wine.run('reg.exe', args);
+  return { code: r.code, out: r.stdout };
+}
+
+async function packages(): Promise<string[]> {
+  const r = await reg(['query', LSA, '/v', 'Notification Packages']);
+  const v = parseRegQuery(r.out).find((x) => x.name === 'Notification Packages');
+  return v ? multiSzItems(v.data) : [];
+}
+
+before(async () => {
+  ensureWindowsBuild();
+  dir = testDir('win-install');
+  wine = await startWine(dir);
+  spool = path.join(dir, 'spool');
+  const keys = path.join(dir, 'keys');
+  mkdirSync(keys);
+  writeFileSync(path.join(keys, 'rsa-test.pub'), rsa.publicPem);
+  const { publicKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
+  writeFileSync(path.join(keys, 'hub2.pub'), publicKey.export({ type: 'spki', format: 'pem' }));
+  writeFileSync(path.join(keys, 'ca.pem'), 'unused here\n');
+  configFile = path.join(dir, 'notifier.yaml');
+  writeFileSync(configFile, `notifier:
+  domain: corp.example.com
+  host: dc1.corp.example.com
+  dataDir: data
+  hook: { socket: '\\\\.\\pipe\\pwsync-hook-cli' }
+  capture:
+    windows: { spoolDir: spool, pipe: '\\\\.\\pipe\\pwsync-hook', timeBudget: 250ms }
+targets:
+  - { name: hub1, address: 'hub1:7443', tls: { ca: keys/ca.pem }, publicKey: keys/rsa-test.pub }
+  - { name: hub2, enabled: false, address: 'hub2:7443', tls: { ca: keys/ca.pem }, publicKey: keys/hub2.pub }
+`);
+  // Entries another product put there must survive install and uninstall.
+  const seeded = await reg(['add', LSA, '/v', 'Notification Packages', '/t', 'REG_MULTI_SZ', '/d', 'scecli\\0rassfm', '/f']);
+  assert.equal(seeded.code, 0);
+});
+
+after(async () => {
+  await wine?.stop();
+});
+
+test('install writes the DLL settings of iface7, appends to Notification Packages once, and copies the DLL', async () => {
+  const out = await child('install');
+  assert.match(out, /Reboot this DC/);
+  assert.match(out, /LSA protection \(RunAsPPL\).*signed by Microsoft/);
+  await child('install'); // idempotent
+  assert.deepEqual(await packages(), ['scecli', 'rassfm', 'pwsyncfilter']);
+  const top = parseRegQuery((await reg(['query', 'HKLM\\SOFTWARE\\pwsync'])).out);
+  const val = (name: string): string | undefined => top.find((v) => v.name === name)?.data;
+  assert.equal(val('PipeName'), '\\\\.\\pipe\\pwsync-hook');
+  assert.equal(val('SpoolDir'), wine.winPath(spool));
+  assert.equal(val('TimeBudgetMs'), '0xfa');
+  assert.equal(val('Domain'), 'corp.example.com');
+  const t1 = parseRegQuery((await reg(['query', 'HKLM\\SOFTWARE\\pwsync\\Targets\\hub1'])).out);
+  assert.equal(t1.find((v) => v.name === 'KeyId')?.data.toLowerCase(), rsa.keyId.toString('hex'));
+  assert.equal(t1.find((v) => v.name === 'Suite')?.data, '0xf1');
+  assert.equal(t1.find((v) => v.name === 'Enabled')?.data, '0x1');
+  const t2 = parseRegQuery((await reg(['query', 'HKLM\\SOFTWARE\\pwsync\\Targets\\hub2'])).out);
+  const hub2 = recipientFromPem(readFileSync(path.join(dir, 'keys', 'hub2.pub')));
+  assert.equal(t2.find((v) => v.name === 'PublicKey')?.data.toLowerCase(), hub2.publicPoint.toString('hex'));
+  assert.equal(t2.find((v) => v.name === 'Suite')?.data, '0x1');
+  assert.equal(t2.find((v) => v.name === 'Enabled')?.data, '0x0');
+  assert.ok(existsSync(path.join(wine.prefix, 'drive_c', 'windows', 'system32', 'pwsyncfilter.dll')));
+});
+
+test('the DLL loaded with no other configuration captures a change with the installed settings', async () => {
+  const dll = path.join(wine.prefix, 'drive_c', 'windows', 'system32', 'pwsyncfilter.dll');
+  const r = await harness(wine, ['notify', wine.winPath(dll), 'alice', '1'], { passwords: [testPassword('installed')] });
+  const call = r.lines.map(fields).find((f) => f.stage !== undefined && f.status !== undefined);
+  assert.equal(call?.stage, 'done', r.stdout);
+  assert.equal(call?.spooled, '1', 'no notifier serves the pipe: spooled');
+  assert.match(readFileSync(path.join(spool, 'status.txt'), 'latin1'), /state=ok[^]*targets=1/);
+  const [file] = readdirSync(path.join(spool, 'new'));
+  const frame = decodeFrame(readFileSync(path.join(spool, 'new', file!)));
+  assert.deepEqual(frame.entries.map((e) => e.target), ['hub1'], 'only the enabled target');
+  const env = frame.entries[0]!.envelope;
+  assert.equal(env[5], 0xf1);
+  assert.deepEqual(env.subarray(7, 23), rsa.keyId);
+});
+
+test('uninstall removes only its own entry, its settings and the DLL', async () => {
+  const out = await child('uninstall');
+  assert.match(out, /Reboot this DC/);
+  assert.deepEqual(await packages(), ['scecli', 'rassfm']);
+  assert.notEqual((await reg(['query', 'HKLM\\SOFTWARE\\pwsync'])).code, 0, 'HKLM\\SOFTWARE\\pwsync is gone');
+  assert.equal(existsSync(path.join(wine.prefix, 'drive_c', 'windows', 'system32', 'pwsyncfilter.dll')), false);
+  await child('uninstall'); // idempotent
+  assert.deepEqual(await packages(), ['scecli', 'rassfm']);
+});
+
+test('on Linux the command refuses unless --dry-run, which prints every step', async () => {
+  const refused = spawnPwsync(['notifier', '-c', configFile, 'install']);
+  assert.equal(await refused.exited, 2);
+  assert.match(refused.stderr(), /set up capture on a Windows domain controller; this is linux.*--dry-run/);
+  const dry = spawnPwsync(['notifier', '-c', configFile, 'install', '--dry-run', '--dll', DLL.prod], { env: { PWSYNC_TEST_ONLY_SUITES: '1' } });
+  assert.equal(await dry.exited, 0, dry.stderr());
+  const o = dry.stdout();
+  assert.match(o, /would run: icacls\.exe \S+ \/inheritance:r \/grant:r \*S-1-5-18:\(OI\)\(CI\)F \*S-1-5-32-544:\(OI\)\(CI\)F/);
+  assert.match(o, /would run: reg\.exe add HKLM\\SOFTWARE\\pwsync\\Targets\\hub1 \/v Suite \/t REG_DWORD \/d 241 \/f/);
+  assert.match(o, /would run: reg\.exe add HKLM\\SYSTEM\\CurrentControlSet\\Control\\Lsa \/v "Notification Packages" \/t REG_MULTI_SZ \/d pwsyncfilter \/f/);
+  assert.match(o, /would run: schtasks\.exe \/Create \/TN pwsync-notifier \/XML/);
+});
