@@ -12,6 +12,7 @@ const COMMANDS: ReadonlyArray<() => Promise<{ register(program: Command): void }
   () => import('./status.ts'),
   () => import('./config.ts'),
   () => import('./connector.ts'),
+  () => import('./broker.ts'),
   () => import('./keys.ts'),
   () => import('./tls.ts'),
   () => import('./demo.ts'),

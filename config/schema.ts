@@ -107,6 +107,27 @@ const ConnectorSchema = Type.Object({
   }, { additionalProperties: false, description: 'The password extension that sets passwords for this connector.' })),
 }, { additionalProperties: false });
 
+/** Where the hub's queues and state live: the embedded file (one hub) or NATS JetStream (several hubs, remote workers). */
+const BrokerSchema = Type.Object({
+  kind: Type.Union([Type.Literal('sqlite'), Type.Literal('nats')], { default: 'sqlite', description: 'sqlite: the embedded broker, one file in hub.dataDir, for one hub. nats: NATS JetStream, shared by several hubs and remote connector workers.' }),
+  servers: Type.Optional(Type.Array(Type.String({
+    pattern: '^(nats|tls)://(\\[[0-9A-Fa-f:.]+\\]|[A-Za-z0-9.-]+):[0-9]{1,5}$',
+    description: 'A NATS server: tls://host:4222 (or nats://host:4222 on loopback).',
+  }), { minItems: 1, maxItems: 32, uniqueItems: true, description: 'The NATS servers (kind: nats); any one that answers is enough to start.' })),
+  tls: Type.Optional(Type.Object({
+    ca: Path('The CA that signed the NATS servers\' certificates (PEM); always verified.'),
+    cert: Type.Optional(Path('This process\'s client certificate (PEM), for a NATS that verifies clients.')),
+    key: Type.Optional(Path('The client certificate\'s private key (PEM, mode 0600).')),
+  }, { additionalProperties: false, description: 'TLS to the NATS servers (kind: nats).' })),
+  user: Type.Optional(Type.String({ minLength: 1, description: 'The NATS user (kind: nats).' })),
+  credentials: Type.Optional(Type.Union(SecretRef.anyOf, { description: 'The NATS user\'s password, or a token when no user is given: {fromFile: PATH} or {fromEnv: NAME}.' })),
+  replicas: Type.Integer({ minimum: 1, maximum: 5, default: 3, description: 'Copies JetStream keeps of every stream and bucket that `pwsync broker init` creates: 3 for a cluster of three, 1 for a single server.' }),
+  prefix: Type.String({ pattern: '^[A-Za-z0-9_-]{1,32}$', default: 'pwsync', description: 'Put in front of every subject, stream and bucket, so several installations can share one NATS.' }),
+  retention: Duration('7d', 'How long changes, set-operations and their ids stay in the streams; a change resent later than this is stored again.'),
+  timeout: Duration('5s', 'Longest one request to NATS may take before it is retried.'),
+}, { additionalProperties: false, default: {} });
+export type BrokerConfig = StaticDecode<typeof BrokerSchema>;
+
 export const HubSchema = Type.Object({
   hub: Type.Object({
     id: Name('This hub\'s name in logs and status.'),
@@ -140,6 +161,7 @@ export const HubSchema = Type.Object({
     dcSilentAfter: Duration('2h', 'Event 6955 when a DC that reported has not reported (changes or heartbeat) for this long.'),
   }, { additionalProperties: false }), { minItems: 1 }),
   connectors: Type.Array(ConnectorSchema, { default: [] }),
+  broker: BrokerSchema,
 }, { additionalProperties: false });
 
 export const NotifierSchema = Type.Object({

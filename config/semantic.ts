@@ -18,6 +18,7 @@ export function hubSemanticIssues(src: YamlSource, config: unknown, baseDir: str
   issues.push(...duplicates(src, connectors, ['connectors'], 'name', 'connector', true));
   connectors.forEach((c, i) => issues.push(...connectorIssues(src, asRecord(c), ['connectors', i])));
   issues.push(...sharedFiles(src, connectors, baseDir));
+  issues.push(...brokerIssues(src, asRecord(root?.['broker'])));
   // With Kerberos, a caller is heard only once the DC check over that domain's directory passed.
   if (asRecord(asRecord(root?.['hub'])?.['kerberos'])) {
     asArray(root?.['domains']).forEach((d, i) => {
@@ -26,6 +27,50 @@ export function hubSemanticIssues(src: YamlSource, config: unknown, baseDir: str
       issues.push(src.issue(src.keyAt(at), at, `hub.kerberos is set, but domain ${String(asRecord(d)?.['name'] ?? i)} has no directory: no DC of it could be checked, so all its notifiers would be refused`,
         'add directory: (an LDAPS URL of that domain, its CA and a read-only account) so the hub can check that callers are its domain controllers'));
     });
+  }
+  return issues;
+}
+
+const NATS_ONLY = ['servers', 'tls', 'user', 'credentials'] as const;
+
+/** `broker:` settings that only make sense together (the schema has checked each one's shape). */
+function brokerIssues(src: YamlSource, broker: Record<string, unknown> | undefined): ConfigIssue[] {
+  if (!broker) return [];
+  const issues: ConfigIssue[] = [];
+  const at = (...p: Array<string | number>): ConfigPath => ['broker', ...p];
+  if (broker['kind'] !== 'nats') {
+    for (const k of NATS_ONLY) {
+      if (broker[k] === undefined) continue;
+      issues.push(src.issue(src.keyAt(at(k)), at(k), `broker.${k} is a setting of the NATS broker, but broker.kind is ${String(broker['kind'] ?? 'sqlite')}`,
+        `set \`kind: nats\` to use NATS JetStream, or remove ${k}`));
+    }
+    return issues;
+  }
+  const servers = asArray(broker['servers']).filter((v): v is string => typeof v === 'string');
+  if (broker['servers'] === undefined) {
+    issues.push(src.issue(src.valueAt(at('kind')), at('kind'), 'broker.kind is nats, but broker.servers is not set: the hub would not know where NATS is',
+      'list the NATS servers, e.g. servers: [tls://nats1.example.com:4222, tls://nats2.example.com:4222, tls://nats3.example.com:4222]'));
+  }
+  const tls = asRecord(broker['tls']);
+  servers.forEach((u, i) => {
+    const host = /^[a-z]+:\/\/(\[[^\]]+\]|[^:]+):/.exec(u)?.[1] ?? '';
+    if (u.startsWith('tls://') && !tls) {
+      issues.push(src.issue(src.valueAt(at('servers', i)), at('servers', i), `${u} is a TLS server, but broker.tls.ca is not set: its certificate could not be verified`,
+        'add tls: {ca: PATH} with the CA that signed the NATS servers\' certificates'));
+    } else if (u.startsWith('nats://') && !tls && !/^(127\.\d+\.\d+\.\d+|localhost|\[::1\])$/.test(host)) {
+      issues.push(src.issue(src.valueAt(at('servers', i)), at('servers', i), `${u} is plain NATS to another host: the credentials and every change would cross the network without TLS`,
+        `write tls://${u.slice('nats://'.length)} and add tls: {ca: PATH}`));
+    }
+  });
+  if (tls && (tls['cert'] === undefined) !== (tls['key'] === undefined)) {
+    const has = tls['cert'] !== undefined ? 'cert' : 'key';
+    const lacks = has === 'cert' ? 'key' : 'cert';
+    issues.push(src.issue(src.keyAt(at('tls', has)), at('tls', has), `broker.tls.${has} is set without broker.tls.${lacks}`,
+      `give both the client certificate and its key, or neither`));
+  }
+  if (broker['user'] !== undefined && broker['credentials'] === undefined) {
+    issues.push(src.issue(src.valueAt(at('user')), at('user'), 'broker.user is set without broker.credentials: NATS would get a user and no password',
+      'add credentials: {fromFile: PATH} with the user\'s password (a file of mode 0600)'));
   }
   return issues;
 }

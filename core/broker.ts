@@ -53,7 +53,8 @@ export interface Consumer {
   readonly name: string;
   /**
    * Up to `max` deliveries that are due, oldest first. Waits up to `expiresMs` for the first one;
-   * resolves with an empty array when none came, or when `signal` aborts.
+   * resolves with an empty array when none came, or when `signal` aborts. A networked broker
+   * (NATS) may reject with a retryable PwsyncError (6970) while it cannot be reached: wait, fetch again.
    */
   fetch(opts: { max: number; expiresMs: number; signal?: AbortSignal }): Promise<Delivery[]>;
   info(): Promise<ConsumerInfo>;

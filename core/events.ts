@@ -168,6 +168,16 @@ export const EVENTS = {
     text: 'capture on this Windows domain controller is not working: the filter DLL is not registered, not loaded, or disabled itself',
     fix: 'run `pwsync notifier install` and reboot the DC; the event names what is missing (Notification Packages, status file, the DLL\'s own reason)',
   },
+  6970: {
+    severity: 'warning', retryable: true,
+    text: 'the broker (NATS JetStream) cannot be reached or has no leader right now; the request is retried',
+    fix: 'check that the NATS servers in broker.servers are running and that a majority of the cluster is up',
+  },
+  6971: {
+    severity: 'error', retryable: false,
+    text: 'the broker (NATS JetStream) refused the hub: credentials, permissions, or missing streams',
+    fix: 'the message names what to fix: broker.credentials, the NATS user\'s permissions, or `pwsync broker init`',
+  },
 } as const satisfies Record<number, EventDef>;
 
 export type EventId = keyof typeof EVENTS;

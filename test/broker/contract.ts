@@ -320,6 +320,20 @@ export function brokerContract(name: string, open: () => Promise<Broker>, reopen
       for (const r of results) if (r.status === 'rejected') assert.ok(r.reason instanceof KvConflictError);
     }));
 
+    test('KV: concurrent updates of one revision: exactly one wins, and its value is the one kept', TEST, withBroker(async (b, ns) => {
+      const kv = await b.kv(`${ns}kv`);
+      for (let round = 0; round < 5; round++) {
+        const key = `obj.${round}`;
+        const r0 = await kv.create(key, Buffer.from('v0'));
+        const results = await Promise.allSettled([1, 2, 3, 4].map((i) => kv.update(key, Buffer.from(`v${i}`), r0)));
+        const won = results.flatMap((r, i) => r.status === 'fulfilled' ? [{ i: i + 1, revision: r.value }] : []);
+        assert.equal(won.length, 1, `round ${round}: ${won.length} updates of revision ${r0} succeeded`);
+        for (const r of results) if (r.status === 'rejected') assert.ok(r.reason instanceof KvConflictError);
+        const now = await kv.get(key);
+        assert.deepEqual([now?.value.toString(), now?.revision], [`v${won[0]!.i}`, won[0]!.revision]);
+      }
+    }));
+
     test('KV: keys by prefix in key order; buckets are separate; any key text', TEST, withBroker(async (b, ns) => {
       const kv = await b.kv(`${ns}kv`);
       const other = await b.kv(`${ns}other`);

@@ -8,6 +8,8 @@
 #   mariadb-server: private MariaDB instances for the SQL connector (test/lib/mariadb.ts); its postinst
 #     initialises /var/lib/mysql but never starts it here (policy-rc.d denies it), and no test starts it
 #   mingw-w64, clang, lld, wine: the Windows filter DLL, built and run under Wine (test/windows/)
+#   nats-server, curl: a private 3-node JetStream cluster for the NATS broker (test/env/nats.sh); its
+#     postinst enables nats-server.service but starts it only under systemd, and no test uses it
 set -euo pipefail
 PACKAGES=(
   samba samba-ad-dc samba-ad-provision samba-dsdb-modules samba-vfs-modules winbind ldb-tools
@@ -16,6 +18,7 @@ PACKAGES=(
   slapd openssl
   postgresql-15
   mariadb-server
+  nats-server curl
   gcc-mingw-w64-x86-64 clang lld wine wine64
 )
 missing=()
