@@ -2,10 +2,8 @@ import type { Command } from 'commander';
 import { natsBrokerOptions } from '../config/broker.ts';
 import { ConfigError, formatIssue } from '../config/issues.ts';
 import { loadHubConfig, type LoadedHubConfig } from '../config/load.ts';
-import { subjectToken } from '../core/broker.ts';
-import type { NatsLayout } from '../core/broker-nats.ts';
 import { UsageError, describeError, isPwsyncError } from '../core/errors.ts';
-import { opsSubject } from '../hub/targets.ts';
+import { hubBrokerLayout } from '../hub/layout.ts';
 
 /** Where the command writes; the tests hand in their own. */
 export interface BrokerCommandIO {
@@ -17,23 +15,6 @@ const STD_IO: BrokerCommandIO = {
   out: (line) => process.stdout.write(`${line}\n`),
   err: (line) => process.stderr.write(`${line}\n`),
 };
-
-/**
- * What the hub keeps in the broker: the streams of changes and set-operations, its KV buckets,
- * and the durable consumers (the resolver, one per connector). Hubs sharing a NATS need all of it
- * before the first starts; names as in hub/resolver.ts, hub/dispatcher.ts, hub/state.ts,
- * hub/service.ts and hub/dc-registry.ts.
- */
-export function hubBrokerLayout(config: Pick<LoadedHubConfig, 'connectors'>): NatsLayout {
-  return {
-    streams: ['changes', 'ops'],
-    buckets: ['joins', 'operations', 'sync', 'latest', 'claims', 'dcs', 'notices'],
-    consumers: [
-      { durable: 'resolver', filter: 'changes.>' },
-      ...config.connectors.map((c) => ({ durable: `ops-${subjectToken(c.name)}`, filter: opsSubject(c.name) })),
-    ],
-  };
-}
 
 /** Exit codes: 0 done; 1 NATS failed or refused; 2 the configuration is wrong. */
 export function register(program: Command, io: BrokerCommandIO = STD_IO): void {

@@ -72,6 +72,8 @@ export interface LabOptions {
   reportInterval?: string;
   /** Hub connectors written as given, after `connectors`: kinds without a target file (ldap). */
   hubConnectors?: Array<Record<string, unknown>>;
+  /** The hub's `broker:` section as given (NATS JetStream); the embedded broker when unset. */
+  broker?: Record<string, unknown>;
 }
 
 export interface Service {
@@ -189,6 +191,7 @@ export class Lab {
           extension: { module: c.extensionModule ?? EXAMPLE_EXTENSION, settings: c.extension ?? { attribute: 'pwdHash', cost: 1024 } },
         }),
       })), ...o.hubConnectors ?? []],
+      ...(o.broker ? { broker: o.broker } : {}),
     };
     writeFileSync(this.hubConfig, `# yaml-language-server: $schema=${path.join(REPO, 'config/schema/hub.schema.json')}\n${stringify(hub)}`);
     const targets = o.targets ?? [{ name: 'lab-hub' }];

@@ -2,7 +2,8 @@ import { readFileSync } from 'node:fs';
 import type { NatsBrokerOptions } from '../core/broker-nats.ts';
 import { UsageError } from '../core/errors.ts';
 import type { Logger } from '../core/log.ts';
-import { configLocation, type LoadedHubConfig } from './load.ts';
+import { configLocation } from './load.ts';
+import type { HubConfig } from './schema.ts';
 import { resolveSecret } from './secret-ref.ts';
 
 /**
@@ -10,7 +11,7 @@ import { resolveSecret } from './secret-ref.ts';
  * client certificate read, the credentials resolved to a Secret. Only types come from
  * core/broker-nats.ts, so the NATS client is not loaded here (the caller imports it when needed).
  */
-export function natsBrokerOptions(config: LoadedHubConfig, extra: { create?: boolean; log?: Logger; name?: string } = {}): NatsBrokerOptions {
+export function natsBrokerOptions(config: Readonly<Pick<HubConfig, 'broker' | 'hub'>> & { readonly baseDir: string }, extra: { create?: boolean; log?: Logger; name?: string } = {}): NatsBrokerOptions {
   const b = config.broker;
   if (b.kind !== 'nats' || !b.servers) {
     throw new UsageError(`${configLocation(config, ['broker', 'kind'])}: the hub's broker is ${b.kind}, not nats; set broker.kind: nats and broker.servers to use NATS JetStream`);

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import type { ConnectorConfig } from '../config/schema.ts';
 import type { Broker, Delivery } from '../core/broker.ts';
 import { subjectToken } from '../core/broker.ts';
 import type { Keyring } from '../core/envelope.ts';
@@ -14,6 +15,11 @@ interface Item {
 }
 
 type WorkerState = 'running' | 'draining' | 'stopped';
+
+/** How long a delivered set-operation may stay unsettled before it is offered again (also an object claim's lease). */
+export function ackWaitOf(c: Pick<ConnectorConfig, 'timeout'>): number {
+  return Math.max(c.timeout * 2, 60_000);
+}
 
 /** How soon an operation whose object another hub is setting is offered again. */
 const CLAIMED_RETRY_MS = 250;
@@ -52,7 +58,7 @@ export class ConnectorWorker {
   async run(signal: AbortSignal): Promise<void> {
     const c = this.target.config;
     const consumer = await this.broker.consumer(`ops-${subjectToken(c.name)}`, opsSubject(c.name), {
-      ackWaitMs: Math.max(c.timeout * 2, 60_000),
+      ackWaitMs: ackWaitOf(c),
     });
     while (!signal.aborted) {
       if (this.queued >= this.capacity) {

@@ -5,16 +5,18 @@ import type { Logger } from 'pino';
 import type { Broker } from '../core/broker.ts';
 import { openSqliteBroker } from '../core/broker-sqlite.ts';
 import { keyringOf, privateRecipientFromPem, testPrivateRecipientFromPem, testSuitesEnabled, TEST_SUITES_ENV, type Keyring } from '../core/envelope.ts';
-import { describeError, UsageError } from '../core/errors.ts';
+import { describeError, PwsyncError, UsageError } from '../core/errors.ts';
 import { EVENTS } from '../core/events.ts';
+import { natsBrokerOptions } from '../config/broker.ts';
 import type { HubConfig } from '../config/schema.ts';
 import { createHubServer } from '../proto/channel.ts';
 import { purgeOperations } from './admin.ts';
 import { hubAuthenticator } from './authentication.ts';
 import { startDomainSide, type DomainSide } from './dc-side.ts';
-import { ConnectorWorker } from './dispatcher.ts';
+import { ackWaitOf, ConnectorWorker } from './dispatcher.ts';
 import { Ingest } from './ingest.ts';
 import { Resolver } from './resolver.ts';
+import { hubBrokerLayout } from './layout.ts';
 import { HubState } from './state.ts';
 import { closeTarget, openTarget, type Target } from './targets.ts';
 
@@ -43,6 +45,29 @@ export function loadKeyring(files: readonly string[]): Keyring {
 }
 
 /**
+ * The embedded broker (one hub), or NATS JetStream shared by several hubs. A NATS without the
+ * streams, buckets and consumers this configuration needs is refused before anything starts.
+ */
+async function openBroker(config: HubConfigFile, log: Logger): Promise<{ broker: Broker; shared: boolean }> {
+  const blog = log.child({ component: 'broker' });
+  if (config.broker.kind !== 'nats') {
+    return { broker: openSqliteBroker({ file: hubDatabase(config), groupCommitMs: 3, log: blog }), shared: false };
+  }
+  const { openNatsBroker } = await import('../core/broker-nats.ts');
+  const broker = await openNatsBroker(natsBrokerOptions(config, { log: blog, name: `pwsync hub ${config.hub.id}` }));
+  const missing = await broker.missingFromLayout(hubBrokerLayout(config)).catch(async (e: unknown) => {
+    await broker.close();
+    throw e;
+  });
+  if (missing.length > 0) {
+    await broker.close();
+    throw new PwsyncError(6971, `the broker (NATS) lacks ${missing.join(', ')}: run \`pwsync broker init --config FILE\` with this hub's YAML once, then start the hub again`, { retryable: false });
+  }
+  log.info({ servers: config.broker.servers, prefix: config.broker.prefix }, 'broker: NATS JetStream, shared with the other hubs');
+  return { broker, shared: true };
+}
+
+/**
  * Starts the hub: broker, connectors with their joins and extensions, the resolver and one worker
  * per connector, then the gRPC ingest last (nothing is acknowledged before everything is ready).
  * `stop()` refuses new calls, lets in-flight batches finish within `shutdownGrace`, then closes.
@@ -51,7 +76,7 @@ export async function startHub(config: HubConfigFile, log: Logger): Promise<Runn
   if (testSuitesEnabled()) log.warn({ eventId: 6962, env: TEST_SUITES_ENV }, EVENTS[6962].text);
   const keyring = loadKeyring(config.hub.keys);
   mkdirSync(config.hub.dataDir, { recursive: true, mode: 0o700 });
-  const broker: Broker = openSqliteBroker({ file: hubDatabase(config), groupCommitMs: 3, log: log.child({ component: 'broker' }) });
+  const { broker, shared } = await openBroker(config, log);
   const targets: Target[] = [];
   const abort = new AbortController();
   const loops: Promise<void>[] = [];
@@ -75,7 +100,11 @@ export async function startHub(config: HubConfigFile, log: Logger): Promise<Runn
     for (const c of config.connectors) targets.push(await openTarget(c, config.baseDir, joinStore, log));
     const resolver = new Resolver(broker, state, targets, 5000, log.child({ component: 'resolver' }));
     loops.push(resolver.run(abort.signal));
-    for (const t of targets) loops.push(new ConnectorWorker(t, broker, state, keyring).run(abort.signal));
+    for (const t of targets) {
+      // With hubs sharing the broker, an object is claimed while it is set, for as long as its delivery's lease.
+      const claims = shared ? { hubId: config.hub.id, leaseMs: ackWaitOf(t.config) } : undefined;
+      loops.push(new ConnectorWorker(t, broker, state, keyring, claims).run(abort.signal));
+    }
     for (const l of loops) l.catch((e: unknown) => log.fatal({ err: describeError(e) }, 'a hub loop stopped'));
     const dcs = domainSide = await startDomainSide(config, broker, log);
     const ingest = new Ingest(broker, keyring, config.domains, dcs.authorizer, log.child({ component: 'ingest' }));
