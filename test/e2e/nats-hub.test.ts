@@ -1,14 +1,18 @@
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { storedHash } from '../../cli/demo.ts';
-import { DOMAIN, Lab, spawnPwsync, until } from '../../cli/lab.ts';
-import { sampleConnectors } from '../../cli/samples.ts';
+import { DOMAIN, freePort, Lab, spawnPwsync, until, type Service } from '../../cli/lab.ts';
+import { PEOPLE, sampleConnectors } from '../../cli/samples.ts';
 import { natsBrokerOptions } from '../../config/broker.ts';
 import { loadHubConfig } from '../../config/load.ts';
 import { openNatsBroker, type NatsBroker } from '../../core/broker-nats.ts';
+import { parse, stringify } from 'yaml';
+import { Secret } from '../../core/secret.ts';
 import { verifyPassword } from '../../extensions/builtin/password-hash.ts';
+import { sendHookChange } from '../../notifier/hook-client.ts';
 import { queryStatus } from '../../hub/admin.ts';
 import { HubState } from '../../hub/state.ts';
 import { testDir } from '../lib/dirs.ts';
@@ -23,6 +27,9 @@ import { testPassword } from '../lib/passwords.ts';
 let nats: NatsCluster;
 let lab: Lab;
 let broker: NatsBroker | undefined;
+let hub2: Service | undefined;
+const USERS = Array.from({ length: 20 }, (_, i) => `user${String(i).padStart(2, '0')}`);
+const people = [...PEOPLE, ...USERS.map((sam) => ({ sam, name: `User ${sam}`, mail: `${sam}@example.test` }))];
 
 before(async () => {
   nats = await startNatsCluster();
@@ -33,12 +40,13 @@ before(async () => {
   writeFileSync(ca, nats.ca);
   lab = await Lab.create({
     root: testDir('nats-hub'),
-    connectors: sampleConnectors().filter((c) => c.name === 'hr-csv'),
+    connectors: sampleConnectors(people).filter((c) => c.name === 'hr-csv'),
     broker: { kind: 'nats', servers: nats.urls, tls: { ca }, user: 'pwsync', credentials: { fromFile: secret }, replicas: 3 },
   });
 });
 
 after(async () => {
+  await lab?.stop(hub2);
   await broker?.close();
   await lab?.stopAll();
   await nats?.stop();
@@ -74,5 +82,80 @@ test('after `pwsync broker init`, changes travel through JetStream to the target
   for (const sam of last.keys()) {
     const ops = (await queryStatus(state, { account: { samAccountName: sam }, connector: 'hr-csv' })).operations;
     assert.ok(ops.length >= 1 && ops.every((o) => o.state === 'successful' || o.eventId === 6919), `${sam}: ${ops.map((o) => `${o.state} ${o.eventId ?? ''} ${o.reason ?? ''}`).join('; ')}`);
+  }
+});
+
+function editYaml(file: string, edit: (doc: Record<string, any>) => void): void {
+  const text = readFileSync(file, 'utf8');
+  const doc = parse(text) as Record<string, any>;
+  edit(doc);
+  writeFileSync(file, `${text.split('\n')[0]}\n${stringify(doc)}`);
+}
+
+test('two hubs share the broker: kill -9 of one under a stream of changes loses nothing; the notifier fails over', async () => {
+  // A second hub on the same NATS, with its own port, data folder and log.
+  const port2 = await freePort();
+  const hub2Config = path.join(lab.root, 'hub2.yaml');
+  writeFileSync(hub2Config, readFileSync(lab.hubConfig));
+  editYaml(hub2Config, (d) => {
+    d.hub.id = 'lab-hub-2';
+    d.hub.listen = `127.0.0.1:${port2}`;
+    d.hub.dataDir = 'hub2-data';
+    d.hub.log.file = 'logs/hub2.log';
+  });
+  hub2 = spawnPwsync(['hub', '--config', hub2Config]);
+  await until('the second hub', 30_000, () => new Promise<true | undefined>((resolve) => {
+    const c = net.connect({ port: port2, host: '127.0.0.1' }, () => { c.destroy(); resolve(true); });
+    c.on('error', () => resolve(undefined));
+  }), hub2);
+  await lab.stop(lab.notifier);
+  editYaml(lab.notifierConfig, (d) => { d.targets[0].failover = [`127.0.0.1:${port2}`]; });
+  await lab.startNotifier();
+
+  // 200 changes over 20 accounts, 10 at a time; the first hub is killed a third of the way in.
+  const latest = new Map<string, Buffer>();
+  const acked: string[] = [];
+  for (let k = 0; k < 10; k++) {
+    if (k === 3) await lab.kill(lab.hub);
+    await Promise.all(USERS.map(async (sam, i) => {
+      const pw = testPassword(`${sam}-two-hubs-${k}`);
+      await sendHookChange(lab.hookSocket, { domain: DOMAIN, samAccountName: sam }, Secret.adopt(Buffer.from(pw)), 10_000);
+      latest.set(sam, pw);
+      acked.push(`${k}.${i}`);
+    }));
+  }
+  assert.equal(acked.length, 200, 'every change was acknowledged by the notifier');
+  for (const [sam, pw] of latest) {
+    await until(`${sam}'s latest password in hr-csv`, 90_000, async () => {
+      const h = await storedHash(lab.hubConfig, 'hr-csv', sam);
+      return h && await verifyPassword(h, pw) ? true : undefined;
+    }, hub2);
+  }
+  broker ??= await openNatsBroker(natsBrokerOptions(await loadHubConfig(lab.hubConfig)));
+  const state = await HubState.open(broker);
+  for (const sam of USERS) {
+    const ops = (await queryStatus(state, { account: { samAccountName: sam }, connector: 'hr-csv' })).operations;
+    const failed = ops.filter((o) => o.state === 'failed' && o.eventId !== 6919);
+    assert.deepEqual(failed.map((o) => `${o.eventId}: ${o.reason}`), [], `${sam}: no change failed`);
+    const newest = ops.reduce((a, b) => (b.changeTime > a.changeTime ? b : a));
+    assert.equal(newest.state, 'successful', `${sam}: the latest change was applied`);
+    assert.equal(new Set(ops.map((o) => o.changeId)).size, ops.length, `${sam}: one operation per change`);
+  }
+  assert.match(readFileSync(path.join(lab.root, 'logs', 'hub2.log'), 'utf8'), /"eventId":6947/, 'the second hub applied set-operations');
+});
+
+test('object claims over JetStream (R3): three hubs racing for one object, exactly one wins each round', async () => {
+  const options = natsBrokerOptions(await loadHubConfig(lab.hubConfig));
+  const brokers = await Promise.all([1, 2, 3].map(() => openNatsBroker(options)));
+  try {
+    const hubs = await Promise.all(brokers.map(async (b, i) => ({ id: `hub-${i}`, state: await HubState.open(b) })));
+    for (let round = 0; round < 10; round++) {
+      const claims = await Promise.all(hubs.map((h) => h.state.claimObject('hr-csv', 'race', h.id, 60_000)));
+      const won = claims.filter((c) => 'release' in c);
+      assert.equal(won.length, 1, `round ${round}: ${JSON.stringify(claims.map((c) => ('heldBy' in c ? c.heldBy : 'won')))}`);
+      await (won[0] as { release(): Promise<void> }).release();
+    }
+  } finally {
+    await Promise.all(brokers.map((b) => b.close()));
   }
 });
