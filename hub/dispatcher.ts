@@ -17,9 +17,14 @@ interface Item {
 type WorkerState = 'running' | 'draining' | 'stopped';
 
 /** How long a delivered set-operation may stay unsettled before it is offered again (also an object claim's lease). */
-export function ackWaitOf(c: Pick<ConnectorConfig, 'timeout'>): number {
-  return Math.max(c.timeout * 2, 60_000);
+export function ackWaitOf(_c: Pick<ConnectorConfig, 'timeout'>): number {
+  // Short, because a hub renews the lease of every delivery and claim it holds every
+  // HEARTBEAT_MS: what a hub killed -9 held is free again within this, not after a whole set.
+  return LEASE_MS;
 }
+
+const LEASE_MS = 15_000;
+const HEARTBEAT_MS = 5_000;
 
 /** How soon an operation whose object another hub is setting is offered again. */
 const CLAIMED_RETRY_MS = 250;
@@ -35,6 +40,9 @@ export class ConnectorWorker {
   private readonly busy: boolean[];
   private readonly running = new Set<Promise<void>>();
   private queued = 0;
+  /** Deliveries taken and not yet settled, and the object claims held: renewed every HEARTBEAT_MS. */
+  private readonly held = new Set<Delivery>();
+  private readonly claims = new Set<{ renew(): Promise<void> }>();
   private state: WorkerState = 'running';
   private wake?: () => void;
 
@@ -60,17 +68,30 @@ export class ConnectorWorker {
     const consumer = await this.broker.consumer(`ops-${subjectToken(c.name)}`, opsSubject(c.name), {
       ackWaitMs: ackWaitOf(c),
     });
-    while (!signal.aborted) {
-      if (this.queued >= this.capacity) {
-        await new Promise<void>((r) => { this.wake = r; setTimeout(r, 1000); });
-        continue;
+    const heartbeat = setInterval(() => this.renewLeases(), HEARTBEAT_MS);
+    try {
+      while (!signal.aborted) {
+        if (this.queued >= this.capacity) {
+          await new Promise<void>((r) => { this.wake = r; setTimeout(r, 1000); });
+          continue;
+        }
+        const batch = await consumer.fetch({ max: this.capacity - this.queued, expiresMs: 1000, signal });
+        for (const delivery of batch) this.enqueue(delivery);
       }
-      const batch = await consumer.fetch({ max: this.capacity - this.queued, expiresMs: 1000, signal });
-      for (const delivery of batch) this.enqueue(delivery);
+      this.state = 'draining';
+      await Promise.allSettled([...this.running]);
+      this.state = 'stopped';
+    } finally {
+      clearInterval(heartbeat);
     }
-    this.state = 'draining';
-    await Promise.allSettled([...this.running]);
-    this.state = 'stopped';
+  }
+
+  /** Keeps what this hub holds from being offered to another while it waits in a lane or is set. */
+  private renewLeases(): void {
+    for (const d of this.held) d.working().catch(() => undefined);
+    for (const c of this.claims) {
+      c.renew().catch((e: unknown) => this.target.log.warn({ err: String(e) }, 'cannot renew an object claim; another hub may take the object after its lease'));
+    }
   }
 
   private enqueue(delivery: Delivery): void {
@@ -83,6 +104,7 @@ export class ConnectorWorker {
       return;
     }
     const lane = createHash('sha1').update(op.objectId).digest().readUInt32BE(0) % this.lanes.length;
+    this.held.add(delivery);
     this.lanes[lane]!.push({ delivery, op });
     this.queued++;
     this.pump(lane);
@@ -95,6 +117,7 @@ export class ConnectorWorker {
     const p = this.process(items)
       .catch((e: unknown) => this.target.log.error({ err: String(e) }, 'set-operation batch failed unexpectedly; its operations are redelivered'))
       .finally(() => {
+        for (const i of items) this.held.delete(i.delivery);
         this.running.delete(p);
         this.queued -= items.length;
         this.busy[lane] = false;
@@ -145,7 +168,11 @@ export class ConnectorWorker {
           await i.delivery.retryAfter(CLAIMED_RETRY_MS);
           continue;
         }
-        releases.push(claim.release);
+        this.claims.add(claim);
+        releases.push(async () => {
+          this.claims.delete(claim);
+          await claim.release();
+        });
       }
       const latest = await this.hubState.latestApplied(t.config.name, i.op.objectId);
       if (latest && i.op.changeTime < latest.changeTime) {

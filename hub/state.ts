@@ -89,7 +89,7 @@ export class HubState {
    * the hub). A claim past its `leaseMs` belongs to a hub that died mid-set and is taken over with
    * compare-and-set. Returns a release function, or the holder's id when another hub holds it.
    */
-  async claimObject(connector: string, objectId: string, hubId: string, leaseMs: number): Promise<{ release(): Promise<void> } | { heldBy: string }> {
+  async claimObject(connector: string, objectId: string, hubId: string, leaseMs: number): Promise<{ release(): Promise<void>; renew(): Promise<void> } | { heldBy: string }> {
     const key = `${keyPart(connector)}.${keyPart(objectId)}`;
     const value = (): Buffer => encode({ hub: hubId, until: Date.now() + leaseMs } satisfies ObjectClaim);
     let revision: number;
@@ -109,11 +109,17 @@ export class HubState {
         throw e2;
       }
     }
+    let released = false;
     return {
       release: async () => {
+        released = true;
         // Only our own claim goes: one taken over after our lease ran out stays with its new holder.
         const now = await this.claims.get(key);
         if (now && now.revision === revision) await this.claims.delete(key);
+      },
+      // Extends the lease while the set goes on; a claim another hub took over is left to it.
+      renew: async () => {
+        if (!released) revision = await this.claims.update(key, value(), revision);
       },
     };
   }

@@ -49,3 +49,21 @@ test('two hubs racing for one free object: exactly one wins each round', async (
     await (won[0] as { release(): Promise<void> }).release();
   }
 });
+
+test('a renewed claim outlives its first lease; renewing a claim another hub took over fails', async () => {
+  const a = await HubState.open(broker);
+  const b = await HubState.open(broker);
+  const held = await a.claimObject('crm', 'dave', 'hub-a', 30);
+  assert.ok('release' in held);
+  await new Promise((r) => setTimeout(r, 20));
+  await held.renew();
+  await new Promise((r) => setTimeout(r, 20));
+  assert.deepEqual(await b.claimObject('crm', 'dave', 'hub-b', 60_000), { heldBy: 'hub-a' }, 'renewed, the claim is still hub-a\'s');
+  await new Promise((r) => setTimeout(r, 40));
+  const taken = await b.claimObject('crm', 'dave', 'hub-b', 60_000);
+  assert.ok('release' in taken, 'not renewed again, its lease ran out and hub-b took it');
+  await assert.rejects(held.renew());
+  await held.release();
+  assert.deepEqual(await a.claimObject('crm', 'dave', 'hub-a', 60_000), { heldBy: 'hub-b' });
+  await taken.release();
+});
