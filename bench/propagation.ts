@@ -4,12 +4,20 @@
  * Prints changes/s end to end, propagation latency p50/p99 at an offered 200 changes/s and at
  * full speed, peak RSS of hub and notifier, and the ratio against a baseline that writes the same
  * records through the same extension directly in one process (same batch size, same work factor).
+ *
+ * `npm run bench:nats` (BENCH_BROKER=both) runs the same end-to-end measurement twice in one run,
+ * on the embedded broker and on a private 3-node NATS JetStream cluster (R3, test/env/nats.sh),
+ * and prints both side by side with the ratio NATS / embedded.
  */
 import { recordsOf } from '../core/extension.ts';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { DOMAIN, EXAMPLE_EXTENSION, Lab, until, type LabConnector } from '../cli/lab.ts';
+import { writeFileSync } from 'node:fs';
+import { DOMAIN, EXAMPLE_EXTENSION, Lab, spawnPwsync, until, type LabConnector } from '../cli/lab.ts';
+import { natsBrokerOptions } from '../config/broker.ts';
+import type { Broker } from '../core/broker.ts';
+import { startNatsCluster, type NatsCluster } from '../test/lib/nats.ts';
 import { isExtensionHost } from '../connectors/contract.ts';
 import { createConnector } from '../connectors/registry.ts';
 import { openSqliteBroker } from '../core/broker-sqlite.ts';
@@ -28,6 +36,8 @@ const PACED = Number(process.env.BENCH_PACED ?? 2_000);
 const RATE = 200;
 const COST = Number(process.env.BENCH_COST ?? 1024);
 const BATCH = 100;
+/** sqlite (the default), nats, or both side by side. */
+const BROKERS = (process.env.BENCH_BROKER ?? 'sqlite') === 'both' ? ['sqlite', 'nats'] as const : [process.env.BENCH_BROKER === 'nats' ? 'nats' as const : 'sqlite' as const];
 const sam = (i: number): string => `user${String(i % ACCOUNTS).padStart(4, '0')}`;
 const password = (i: number): Buffer => Buffer.from(`bench-pw-${i}-é€`, 'utf8');
 
@@ -111,11 +121,17 @@ async function offer(lab: Lab, from: number, count: number, rate: number, base: 
 
 async function settle(state: HubState, from: number, count: number, base: number, sentAt: Map<number, number>): Promise<{ latencies: number[]; lastDone: number }> {
   const want = count * 2;
-  const ops = await until(`${want} set-operations settled`, 600_000, async () => {
+  // Polled once a second: the times come from each operation's record, not from the poll, and
+  // a tighter poll would load the broker being measured (on NATS each record is a request).
+  let ops: Awaited<ReturnType<HubState['listOperations']>> | undefined;
+  const deadline = Date.now() + 900_000;
+  while (!ops) {
     const all = (await state.listOperations()).filter((o) => o.changeTime - base >= from && o.changeTime - base < from + count);
     const done = all.filter((o) => o.state === 'successful' || o.state === 'failed');
-    return done.length >= want ? done : undefined;
-  });
+    if (done.length >= want) ops = done;
+    else if (Date.now() > deadline) throw new Error(`${want} set-operations not settled within 15 min (${done.length} were)`);
+    else await new Promise((r) => setTimeout(r, 1000));
+  }
   const byChange = new Map<number, number>();
   for (const o of ops) {
     const i = o.changeTime - base;
@@ -125,44 +141,92 @@ async function settle(state: HubState, from: number, count: number, base: number
   return { latencies, lastDone: Math.max(...byChange.values()) };
 }
 
-async function main(): Promise<void> {
-  const root = mkdtempSync(path.join(os.tmpdir(), 'pwsync-bench-'));
-  const lab = await Lab.create({ root, connectors: connectors(), logLevel: 'warn' });
-  const baseLab = await Lab.create({ root: `${root}-baseline`, connectors: connectors(), logLevel: 'warn' });
+interface Run {
+  rate: number;
+  hookedRate: number;
+  paced: number[];
+  full: number[];
+  hubRss: number;
+  notifierRss: number;
+}
+
+/** One end-to-end run (paced, then full speed) on a fresh lab with this broker. */
+async function endToEnd(root: string, kind: 'sqlite' | 'nats', nats?: NatsCluster): Promise<Run> {
+  let brokerSection: Record<string, unknown> | undefined;
+  if (kind === 'nats') {
+    const secret = path.join(`${root}-files`, 'nats.pw');
+    mkdirSync(`${root}-files`, { recursive: true });
+    nats!.password().use((b) => writeFileSync(secret, b, { mode: 0o600 }));
+    writeFileSync(path.join(`${root}-files`, 'nats-ca.pem'), nats!.ca);
+    brokerSection = { kind: 'nats', servers: nats!.urls, tls: { ca: path.join(`${root}-files`, 'nats-ca.pem') }, user: 'pwsync', credentials: { fromFile: secret }, replicas: 3 };
+  }
+  const lab = await Lab.create({ root, connectors: connectors(), logLevel: 'warn', ...(brokerSection ? { broker: brokerSection } : {}) });
+  let broker: Broker | undefined;
   try {
-    process.stdout.write(`pwsync bench: ${CHANGES} changes over ${ACCOUNTS} accounts to 2 file targets (CSV, DSML); scrypt N=${COST}, batch ${BATCH}; ${os.cpus().length} cores\n`);
-    const baseRate = await baseline(baseLab, CHANGES);
+    if (kind === 'nats') {
+      const init = spawnPwsync(['broker', 'init', '--config', lab.hubConfig]);
+      if (await init.exited !== 0) throw new Error(`pwsync broker init failed: ${init.stderr()}`);
+    }
     await lab.startHub();
     await lab.startNotifier();
-    const broker = openSqliteBroker({ file: path.join(root, 'hub-data', 'hub.db') });
+    if (kind === 'nats') {
+      const { openNatsBroker } = await import('../core/broker-nats.ts');
+      broker = await openNatsBroker(natsBrokerOptions(await loadHubConfig(lab.hubConfig)));
+    } else {
+      broker = openSqliteBroker({ file: path.join(root, 'hub-data', 'hub.db') });
+    }
     const state = await HubState.open(broker);
     const base = Date.now() - 100 * CHANGES;
     const sentAt = new Map<number, number>();
-
     await offer(lab, 0, PACED, RATE, base, sentAt);
     const paced = await settle(state, 0, PACED, base, sentAt);
-
     const t0 = Date.now();
     await offer(lab, PACED, CHANGES, 0, base, sentAt);
     const hooked = Date.now();
     const full = await settle(state, PACED, CHANGES, base, sentAt);
-    const rate = CHANGES / ((full.lastDone - t0) / 1000);
-    const hubRss = peakRss(lab.hub?.proc.pid);
-    const notifierRss = peakRss(lab.notifier?.proc.pid);
-    await broker.close();
+    return {
+      rate: CHANGES / ((full.lastDone - t0) / 1000), hookedRate: CHANGES / ((hooked - t0) / 1000),
+      paced: paced.latencies, full: full.latencies,
+      hubRss: peakRss(lab.hub?.proc.pid), notifierRss: peakRss(lab.notifier?.proc.pid),
+    };
+  } finally {
+    await broker?.close();
+    await lab.stopAll();
+  }
+}
+
+async function main(): Promise<void> {
+  const root = mkdtempSync(path.join(os.tmpdir(), 'pwsync-bench-'));
+  const baseLab = await Lab.create({ root: `${root}-baseline`, connectors: connectors(), logLevel: 'warn' });
+  let nats: NatsCluster | undefined;
+  try {
+    process.stdout.write(`pwsync bench: ${CHANGES} changes over ${ACCOUNTS} accounts to 2 file targets (CSV, DSML); scrypt N=${COST}, batch ${BATCH}; broker ${BROKERS.join(' and ')}${BROKERS.includes('nats') ? ' (NATS: 3 local nodes, R3, on the same cores)' : ''}; ${os.cpus().length} cores\n`);
+    const baseRate = await baseline(baseLab, CHANGES);
+    if (BROKERS.includes('nats')) nats = await startNatsCluster();
+    const runs = new Map<string, Run>();
+    for (const kind of BROKERS) runs.set(kind, await endToEnd(`${root}-${kind}`, kind, nats));
 
     const row = (k: string, v: string): void => { process.stdout.write(`  ${k.padEnd(44)}${v}\n`); };
     process.stdout.write('\nresults\n');
     row('baseline (same extension, one process)', `${baseRate.toFixed(0)} changes/s`);
-    row('end to end, full speed', `${rate.toFixed(0)} changes/s (hooked at ${(CHANGES / ((hooked - t0) / 1000)).toFixed(0)}/s)`);
-    row('ratio end-to-end / baseline', `${(rate / baseRate).toFixed(2)}`);
-    row(`latency at ${RATE}/s offered (${PACED} changes)`, `p50 ${pct(paced.latencies, 50)} ms, p99 ${pct(paced.latencies, 99)} ms`);
-    row(`latency at full speed (${CHANGES} changes)`, `p50 ${pct(full.latencies, 50)} ms, p99 ${pct(full.latencies, 99)} ms`);
-    row('peak RSS hub / notifier', `${hubRss.toFixed(0)} MB / ${notifierRss.toFixed(0)} MB`);
+    for (const [kind, r] of runs) {
+      const name = kind === 'nats' ? 'NATS JetStream R3' : 'embedded broker';
+      process.stdout.write(`  ${name}\n`);
+      row('  end to end, full speed', `${r.rate.toFixed(0)} changes/s (hooked at ${r.hookedRate.toFixed(0)}/s)`);
+      row('  ratio end-to-end / baseline', `${(r.rate / baseRate).toFixed(2)}`);
+      row(`  latency at ${RATE}/s offered (${PACED} changes)`, `p50 ${pct(r.paced, 50)} ms, p99 ${pct(r.paced, 99)} ms`);
+      row(`  latency at full speed (${CHANGES} changes)`, `p50 ${pct(r.full, 50)} ms, p99 ${pct(r.full, 99)} ms`);
+      row('  peak RSS hub / notifier', `${r.hubRss.toFixed(0)} MB / ${r.notifierRss.toFixed(0)} MB`);
+    }
+    const sq = runs.get('sqlite');
+    const ns = runs.get('nats');
+    if (sq && ns) row('ratio NATS / embedded, full speed', `${(ns.rate / sq.rate).toFixed(2)} (p99 at ${RATE}/s: ${pct(ns.paced, 99)} vs ${pct(sq.paced, 99)} ms)`);
   } finally {
-    await lab.stopAll();
-    rmSync(root, { recursive: true, force: true });
+    await nats?.stop();
+    for (const kind of BROKERS) rmSync(`${root}-${kind}`, { recursive: true, force: true });
+    rmSync(`${root}-nats-files`, { recursive: true, force: true });
     rmSync(`${root}-baseline`, { recursive: true, force: true });
+    rmSync(root, { recursive: true, force: true });
   }
 }
 
