@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { STD_IO, type CommandIO } from './io.ts';
 import { natsBrokerOptions } from '../config/broker.ts';
 import { ConfigError, formatIssue } from '../config/issues.ts';
 import { loadHubConfig, type LoadedHubConfig } from '../config/load.ts';
@@ -6,15 +7,7 @@ import { UsageError, describeError, isPwsyncError } from '../core/errors.ts';
 import { hubBrokerLayout } from '../hub/layout.ts';
 
 /** Where the command writes; the tests hand in their own. */
-export interface BrokerCommandIO {
-  out(line: string): void;
-  err(line: string): void;
-}
-
-const STD_IO: BrokerCommandIO = {
-  out: (line) => process.stdout.write(`${line}\n`),
-  err: (line) => process.stderr.write(`${line}\n`),
-};
+export type BrokerCommandIO = CommandIO;
 
 /** Exit codes: 0 done; 1 NATS failed or refused; 2 the configuration is wrong. */
 export function register(program: Command, io: BrokerCommandIO = STD_IO): void {

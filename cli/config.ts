@@ -1,18 +1,11 @@
 import type { Command } from 'commander';
+import { STD_IO, type CommandIO } from './io.ts';
 import { UsageError } from '../core/errors.ts';
 import { formatIssue, ConfigError } from '../config/issues.ts';
 import { loadConfig, type LoadedConfig } from '../config/load.ts';
 
 /** Where the command writes; the tests hand in their own. */
-export interface ConfigCommandIO {
-  out(line: string): void;
-  err(line: string): void;
-}
-
-const STD_IO: ConfigCommandIO = {
-  out: (line) => process.stdout.write(`${line}\n`),
-  err: (line) => process.stderr.write(`${line}\n`),
-};
+export type ConfigCommandIO = CommandIO;
 
 /** `pwsync config check FILE`: every problem of a hub or notifier YAML, one per line, or `ok`. */
 export function register(program: Command, io: ConfigCommandIO = STD_IO): void {

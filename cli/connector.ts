@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { STD_IO, type CommandIO } from './io.ts';
 import path from 'node:path';
 import { createConnector } from '../connectors/registry.ts';
 import { wrapConnector } from '../connectors/wrap.ts';
@@ -9,15 +10,7 @@ import { EVENTS } from '../core/events.ts';
 import { silentLogger } from '../core/log.ts';
 
 /** Where the command writes; the tests hand in their own. */
-export interface ConnectorCommandIO {
-  out(line: string): void;
-  err(line: string): void;
-}
-
-const STD_IO: ConnectorCommandIO = {
-  out: (line) => process.stdout.write(`${line}\n`),
-  err: (line) => process.stderr.write(`${line}\n`),
-};
+export type ConnectorCommandIO = CommandIO;
 
 /** Exit codes: 0 the connector answered; 1 the connector failed; 2 the configuration is wrong. */
 export function register(program: Command, io: ConnectorCommandIO = STD_IO): void {
