@@ -40,7 +40,9 @@ export class ConnectorWorker {
   private readonly busy: boolean[];
   private readonly running = new Set<Promise<void>>();
   private queued = 0;
-  /** Deliveries taken and not yet settled, and the object claims held: renewed every HEARTBEAT_MS. */
+  /** Deliveries taken and not yet settled, and the object claims held: renewed every HEARTBEAT_MS.
+   *  A delivery leaves before it is settled: an in-progress mark after a retry-after would
+   *  push its retry out to a whole lease. */
   private readonly held = new Set<Delivery>();
   private readonly claims = new Set<{ renew(): Promise<void> }>();
   private state: WorkerState = 'running';
@@ -165,6 +167,7 @@ export class ConnectorWorker {
         const claim = await this.hubState.claimObject(t.config.name, i.op.objectId, this.shared.hubId, this.shared.leaseMs);
         if ('heldBy' in claim) {
           t.log.debug({ opId: i.op.opId, objectId: i.op.objectId, heldBy: claim.heldBy }, 'object being set by another hub: this operation waits');
+          this.held.delete(i.delivery);
           await i.delivery.retryAfter(CLAIMED_RETRY_MS);
           continue;
         }
@@ -218,6 +221,7 @@ export class ConnectorWorker {
       this.hubState.putOperation({ ...status, state: 'successful', eventId: 6947, reason: undefined, envelope: undefined, updatedAt: now }),
       this.updateSync(i.op, { state: 'in-sync', eventId: undefined, reason: undefined }),
     ]);
+    this.held.delete(i.delivery);
     await i.delivery.ack();
     this.target.log.info({ eventId: 6947, opId: i.op.opId, changeId: i.op.changeId, objectId: i.op.objectId, attempts: status.attempts }, EVENTS[6947].text);
   }
@@ -229,6 +233,7 @@ export class ConnectorWorker {
       this.hubState.putOperation({ ...status, state: 'retrying', eventId: 6940, reason, nextAttemptAt: next, updatedAt: Date.now() }),
       this.updateSync(i.op, { state: 'pending', eventId: 6940, reason: `retrying at ${new Date(next).toISOString()}: ${reason}` }),
     ]);
+    this.held.delete(i.delivery);
     await i.delivery.retryAfter(delay);
     this.target.log.warn({ eventId: 6940, opId: i.op.opId, objectId: i.op.objectId, attempt: status.attempts, nextAttemptAt: new Date(next).toISOString(), reason }, EVENTS[6940].text);
   }
@@ -244,6 +249,7 @@ export class ConnectorWorker {
       }),
       eventId === 6919 ? Promise.resolve() : this.updateSync(i.op, { state: 'out-of-sync', eventId, reason }),
     ]);
+    this.held.delete(i.delivery);
     await i.delivery.terminate();
     if (eventId === 6923) await this.target.joins?.objectGone(i.op.account, i.op.objectId);
     const level = EVENTS[eventId].severity === 'error' ? 'error' : 'warn';
