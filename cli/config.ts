@@ -11,8 +11,8 @@ export type ConfigCommandIO = CommandIO;
 export function register(program: Command, io: ConfigCommandIO = STD_IO): void {
   const config = program.command('config').description('Work with pwsync configuration files.');
   config.command('check')
-    .description('Check a hub or notifier YAML file and report every problem as FILE:LINE:COL.')
-    .argument('<file>', 'the YAML file (hub or notifier, told apart by its top-level key)')
+    .description('Check a hub, notifier or connector worker YAML file and report every problem as FILE:LINE:COL.')
+    .argument('<file>', 'the YAML file (hub, notifier or worker, told apart by its top-level key)')
     .option('--no-check-files', 'do not check that keys, certificates, CA and secret files exist and are private')
     .action(async (file: string, opts: { checkFiles: boolean }) => {
       process.exitCode = await check(file, opts.checkFiles, io);
@@ -42,6 +42,9 @@ function summary(loaded: LoadedConfig): string {
   if (loaded.kind === 'hub') {
     const { connectors, domains } = loaded.config;
     return `hub: ${count(connectors.length, 'connector')}, ${count(domains.length, 'domain')}`;
+  }
+  if (loaded.kind === 'worker') {
+    return `connector worker: ${count(loaded.config.connectors.length, 'connector')} (${loaded.config.connectors.map((c) => c.name).join(', ')})`;
   }
   const { targets } = loaded.config;
   return `notifier: ${count(targets.length, 'target')}`;

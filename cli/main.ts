@@ -7,6 +7,7 @@ import { UsageError } from '../core/errors.ts';
  */
 const COMMANDS: ReadonlyArray<() => Promise<{ register(program: Command): void }>> = [
   () => import('./hub.ts'),
+  () => import('./worker.ts'),
   () => import('./notifier.ts'),
   () => import('./hook.ts'),
   () => import('./status.ts'),

@@ -16,7 +16,7 @@ export const PEOPLE: readonly Person[] = [
   { sam: 'carol', name: 'Carol £ewis', mail: 'carol@corp.example.com' },
 ];
 
-const csv = (people: readonly Person[]): string =>
+export const csv = (people: readonly Person[]): string =>
   `id,login,name,mail,pwdHash\n${people.map((p, i) => `${1000 + i},${p.sam.toUpperCase()},"${p.name}",${p.mail},`).join('\n')}\n`;
 
 const fixed = (people: readonly Person[]): string =>

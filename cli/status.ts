@@ -1,12 +1,15 @@
 import type { Command } from 'commander';
-import { openSqliteBroker } from '../core/broker-sqlite.ts';
+import type { Broker } from '../core/broker.ts';
+import { UsageError } from '../core/errors.ts';
+import type { WorkerBus } from '../core/worker-bus.ts';
 import { EVENTS, isEventId } from '../core/events.ts';
 import { silentLogger } from '../core/log.ts';
 import { loadHubConfig, type LoadedHubConfig } from '../config/load.ts';
 import { queryStatus, retryOperation } from '../hub/admin.ts';
 import { DcRegistry, type DcRecord, type NoticeRecord } from '../hub/dc-registry.ts';
 import type { OperationStatus, SyncStatus } from '../hub/records.ts';
-import { hubDatabase } from '../hub/service.ts';
+import { openBroker } from '../hub/service.ts';
+import { workerViews, type WorkerView } from '../hub/workers.ts';
 import { HubState } from '../hub/state.ts';
 
 function parseAccount(s: string): { domain?: string; samAccountName: string } {
@@ -88,14 +91,29 @@ export function renderDcs(dcs: readonly DcRecord[], domains: LoadedHubConfig['do
   return lines.join('\n');
 }
 
-async function withState<T>(configFile: string, fn: (s: HubState, b: ReturnType<typeof openSqliteBroker>, config: LoadedHubConfig) => Promise<T>): Promise<T> {
+/** The hub's state where the hub keeps it: its embedded file, or the NATS JetStream it shares with other hubs. */
+async function withState<T>(configFile: string, fn: (s: HubState, b: Broker, config: LoadedHubConfig, bus?: WorkerBus) => Promise<T>): Promise<T> {
   const config = await loadHubConfig(configFile, { checkFiles: false });
-  const broker = openSqliteBroker({ file: hubDatabase(config) });
+  const { broker, bus } = await openBroker(config, silentLogger());
   try {
-    return await fn(await HubState.open(broker), broker, config);
+    return await fn(await HubState.open(broker), broker, config, bus);
   } finally {
     await broker.close();
   }
+}
+
+/** Each remote connector's worker: connected or not, last request, in flight, applied, failed. */
+export function renderWorkers(views: readonly WorkerView[], now = Date.now()): string {
+  if (views.length === 0) return 'no connector of kind remote: every connector runs in the hub';
+  return table([
+    ['CONNECTOR', 'WORKER', 'STATE', 'HOST', 'LAST REQUEST', 'IN FLIGHT', 'APPLIED', 'FAILED', 'LAST SEEN'],
+    ...views.map((v) => [
+      v.connector, v.state?.worker ?? '-', v.connected ? 'connected' : 'not connected (6972)', v.state ? `${v.state.host} pid ${v.state.pid}` : '-',
+      v.state?.lastRequestAt ? `${when(v.state.lastRequestAt)} (${ago(v.state.lastRequestAt, now)})` : '-',
+      v.connected && v.state ? String(v.state.inFlight) : '-', v.state ? String(v.state.applied) : '-', v.state ? String(v.state.failed) : '-',
+      v.lastSeen ? `${when(v.lastSeen)} (${ago(v.lastSeen, now)})` : 'never',
+    ]),
+  ]);
 }
 
 export function register(program: Command): void {
@@ -107,8 +125,18 @@ export function register(program: Command): void {
     .option('--failed', 'failures only')
     .option('--operations', 'list every set-operation, not only the sync state')
     .option('--dcs', 'the domain controllers that report to this hub: last report, capture state, queued changes')
+    .option('--workers', 'the connector workers of remote connectors: connected, last request, in flight')
     .option('--json', 'machine-readable output')
-    .action(async (opts: { config: string; account?: string; connector?: string; failed?: boolean; operations?: boolean; dcs?: boolean; json?: boolean }) => {
+    .action(async (opts: { config: string; account?: string; connector?: string; failed?: boolean; operations?: boolean; dcs?: boolean; workers?: boolean; json?: boolean }) => {
+      if (opts.workers) {
+        const workers = await withState(opts.config, async (_s, b, config, bus) => {
+          const remote = config.connectors.filter((c) => c.kind === 'remote').map((c) => c.name);
+          if (remote.length > 0 && !bus) throw new UsageError('remote connectors need broker.kind: nats');
+          return bus && remote.length > 0 ? workerViews(remote, bus, await b.kv('workers')) : [];
+        });
+        process.stdout.write(opts.json ? `${JSON.stringify({ workers }, null, 2)}\n` : `${renderWorkers(workers)}\n`);
+        return;
+      }
       if (opts.dcs) {
         const { dcs, domains } = await withState(opts.config, async (_s, b, config) => ({
           dcs: await (await DcRegistry.open(b, silentLogger())).listDcs(), domains: config.domains,

@@ -7,14 +7,14 @@ import type { HubConfig } from './schema.ts';
 import { resolveSecret } from './secret-ref.ts';
 
 /**
- * The NATS broker's options from a loaded hub configuration with `broker.kind: nats`: the CA and
+ * The NATS broker's options from a loaded hub (or connector worker) configuration with `broker.kind: nats`: the CA and
  * client certificate read, the credentials resolved to a Secret. Only types come from
  * core/broker-nats.ts, so the NATS client is not loaded here (the caller imports it when needed).
  */
-export function natsBrokerOptions(config: Readonly<Pick<HubConfig, 'broker' | 'hub'>> & { readonly baseDir: string }, extra: { create?: boolean; log?: Logger; name?: string } = {}): NatsBrokerOptions {
+export function natsBrokerOptions(config: Readonly<Pick<HubConfig, 'broker'>> & { readonly baseDir: string; readonly hub?: { readonly id: string }; readonly worker?: { readonly id: string } }, extra: { create?: boolean; log?: Logger; name?: string } = {}): NatsBrokerOptions {
   const b = config.broker;
   if (b.kind !== 'nats' || !b.servers) {
-    throw new UsageError(`${configLocation(config, ['broker', 'kind'])}: the hub's broker is ${b.kind}, not nats; set broker.kind: nats and broker.servers to use NATS JetStream`);
+    throw new UsageError(`${configLocation(config, ['broker', 'kind'])}: the broker is ${b.kind}, not nats; set broker.kind: nats and broker.servers to use NATS JetStream`);
   }
   const read = (at: Array<string>, file: string | undefined): string | undefined => {
     if (file === undefined) return undefined;
@@ -39,7 +39,7 @@ export function natsBrokerOptions(config: Readonly<Pick<HubConfig, 'broker' | 'h
     replicas: b.replicas,
     retentionMs: b.retention,
     requestTimeoutMs: b.timeout,
-    name: `pwsync hub ${config.hub.id}`,
+    name: config.worker ? `pwsync worker ${config.worker.id}` : `pwsync hub ${config.hub?.id ?? ''}`,
     ...extra,
   };
 }

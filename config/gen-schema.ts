@@ -2,7 +2,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { TSchema } from '@sinclair/typebox';
-import { CONNECTION_SCHEMAS, HubSchema, NotifierSchema } from './schema.ts';
+import { CONNECTION_SCHEMAS, HubSchema, NotifierSchema, WorkerSchema } from './schema.ts';
 
 /**
  * Writes config/schema/{hub,notifier}.schema.json (JSON Schema draft-07) from config/schema.ts so
@@ -17,6 +17,7 @@ const SCHEMA_DIR = fileURLToPath(new URL('./schema/', import.meta.url));
 export function renderSchemas(): Record<string, string> {
   return {
     'hub.schema.json': render(HubSchema, 'pwsync hub configuration', 'A pwsync hub: the domains it serves and the connectors it sets passwords in.', composeConnections),
+    'worker.schema.json': render(WorkerSchema, 'pwsync connector worker configuration', 'A pwsync connector worker: one connector run next to its target, reached by hubs through NATS only.', composeConnections),
     'notifier.schema.json': render(NotifierSchema, 'pwsync notifier configuration', 'A pwsync notifier on a domain controller: where it hears password changes and the hubs it delivers them to.'),
   };
 }

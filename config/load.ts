@@ -6,9 +6,9 @@ import { isMap, isSeq } from 'yaml';
 import { UsageError } from '../core/errors.ts';
 import { schemaIssues } from './explain.ts';
 import { ConfigError, pathText, type ConfigIssue, type ConfigPath } from './issues.ts';
-import { fileIssues, resolveHubPaths, resolveNotifierPaths } from './paths.ts';
-import { CONNECTION_SCHEMAS, HubSchema, NotifierSchema, type HubConfig, type NotifierConfig } from './schema.ts';
-import { hubSemanticIssues, notifierSemanticIssues } from './semantic.ts';
+import { fileIssues, resolveHubPaths, resolveNotifierPaths, resolveWorkerPaths } from './paths.ts';
+import { CONNECTION_SCHEMAS, SCHEMAS, type HubConfig, type NotifierConfig, type WorkerConfig } from './schema.ts';
+import { hubSemanticIssues, notifierSemanticIssues, workerSemanticIssues } from './semantic.ts';
 import { YamlSource } from './source.ts';
 
 /**
@@ -20,7 +20,8 @@ import { YamlSource } from './source.ts';
 
 export { ConfigError, type ConfigIssue, type ConfigPath } from './issues.ts';
 
-export type ConfigKind = 'hub' | 'notifier';
+export type ConfigKind = 'hub' | 'notifier' | 'worker';
+const KINDS: readonly ConfigKind[] = ['hub', 'notifier', 'worker'];
 
 export interface LoadOptions {
   /** Check that keys, certificates, CA, public keys and secret files exist, are readable, and keys
@@ -37,10 +38,12 @@ interface Loaded {
 
 export type LoadedHubConfig = Readonly<HubConfig> & Loaded;
 export type LoadedNotifierConfig = Readonly<NotifierConfig> & Loaded;
+export type LoadedWorkerConfig = Readonly<WorkerConfig> & Loaded;
 
 export type LoadedConfig =
   | { readonly kind: 'hub'; readonly config: LoadedHubConfig }
-  | { readonly kind: 'notifier'; readonly config: LoadedNotifierConfig };
+  | { readonly kind: 'notifier'; readonly config: LoadedNotifierConfig }
+  | { readonly kind: 'worker'; readonly config: LoadedWorkerConfig };
 
 export async function loadHubConfig(file: string, opts?: LoadOptions): Promise<LoadedHubConfig> {
   return load(file, 'hub', await readSource(file), opts) as LoadedHubConfig;
@@ -50,16 +53,19 @@ export async function loadNotifierConfig(file: string, opts?: LoadOptions): Prom
   return load(file, 'notifier', await readSource(file), opts) as LoadedNotifierConfig;
 }
 
+export async function loadWorkerConfig(file: string, opts?: LoadOptions): Promise<LoadedWorkerConfig> {
+  return load(file, 'worker', await readSource(file), opts) as LoadedWorkerConfig;
+}
+
 /** Loads a file as whichever kind its top-level key says. */
 export async function loadConfig(file: string, opts?: LoadOptions): Promise<LoadedConfig> {
   const src = await readSource(file);
   const kind = kindOf(src);
-  return kind === 'hub'
-    ? { kind, config: load(file, kind, src, opts) as LoadedHubConfig }
-    : { kind, config: load(file, kind, src, opts) as LoadedNotifierConfig };
+  const config = load(file, kind, src, opts);
+  return { kind, config } as LoadedConfig;
 }
 
-/** 'hub' or 'notifier', by the file's top-level key. */
+/** 'hub', 'notifier' or 'worker', by the file's top-level key. */
 export async function detectConfigKind(file: string): Promise<ConfigKind> {
   return kindOf(await readSource(file));
 }
@@ -92,17 +98,16 @@ async function readSource(file: string): Promise<YamlSource> {
   return src;
 }
 
-const EXAMPLES = 'see config/examples/hub.yaml and config/examples/notifier.yaml';
+const EXAMPLES = 'see config/examples/hub.yaml, config/examples/notifier.yaml and config/examples/worker.yaml';
 
 function kindOf(src: YamlSource): ConfigKind {
-  const top = topLevel(src);
-  const hub = top.includes('hub');
-  const notifier = top.includes('notifier');
-  if (hub && notifier) throw new ConfigError([bothKinds(src)]);
-  if (hub) return 'hub';
-  if (notifier) return 'notifier';
-  throw new ConfigError([src.issue(src.valueAt([]), [], 'neither `hub:` nor `notifier:` is at the top level', `start a hub's file with \`hub:\` and a domain controller's notifier file with \`notifier:\`; ${EXAMPLES}`)]);
+  const present = kindsIn(topLevel(src));
+  if (present.length > 1) throw new ConfigError([severalKinds(src, present)]);
+  if (present[0]) return present[0];
+  throw new ConfigError([src.issue(src.valueAt([]), [], 'none of `hub:`, `notifier:` or `worker:` is at the top level', `start a hub's file with \`hub:\`, a domain controller's notifier file with \`notifier:\` and a connector worker's with \`worker:\`; ${EXAMPLES}`)]);
 }
+
+const kindsIn = (top: readonly string[]): ConfigKind[] => KINDS.filter((k) => top.includes(k));
 
 /** The top-level keys, after checking the file holds a mapping at all. */
 function topLevel(src: YamlSource): string[] {
@@ -117,15 +122,17 @@ function topLevel(src: YamlSource): string[] {
   return contents.items.map((p) => String((p.key as { value?: unknown } | null)?.value ?? p.key));
 }
 
-function bothKinds(src: YamlSource): ConfigIssue {
-  return src.issue(src.keyAt(['notifier']), ['notifier'], 'a file configures either a hub (`hub:`) or a notifier (`notifier:`), not both', 'move the notifier\'s settings (and its `targets:`) to a file of their own');
+function severalKinds(src: YamlSource, present: readonly ConfigKind[]): ConfigIssue {
+  const second = present[1]!;
+  return src.issue(src.keyAt([second]), [second], `a file configures one of a hub (\`hub:\`), a notifier (\`notifier:\`) or a connector worker (\`worker:\`), but this one has ${present.map((k) => `\`${k}:\``).join(' and ')}`,
+    `move the ${second}'s settings to a file of their own`);
 }
 
 function load(file: string, kind: ConfigKind, src: YamlSource, opts: LoadOptions | undefined): object {
-  const top = topLevel(src);
-  if (top.includes('hub') && top.includes('notifier')) throw new ConfigError([bothKinds(src)]);
-  const other: ConfigKind = kind === 'hub' ? 'notifier' : 'hub';
-  if (!top.includes(kind) && top.includes(other)) {
+  const present = kindsIn(topLevel(src));
+  if (present.length > 1) throw new ConfigError([severalKinds(src, present)]);
+  const other = present[0];
+  if (other !== undefined && other !== kind) {
     throw new ConfigError([src.issue(src.keyAt([other]), [other], `this file configures a ${other}, not a ${kind}`, `give the ${kind} its own file starting with \`${kind}:\`, or load this one as a ${other} configuration`)]);
   }
 
@@ -135,25 +142,26 @@ function load(file: string, kind: ConfigKind, src: YamlSource, opts: LoadOptions
   } catch (e) {
     throw new ConfigError([src.issue({ line: 1, column: 1 }, [], `the YAML cannot be read: ${e instanceof Error ? e.message : 'unknown error'}`, 'remove excessive aliases (`*name`) and write the values out')]);
   }
-  const schema = kind === 'hub' ? HubSchema : NotifierSchema;
+  const schema = SCHEMAS[kind];
+  const hasConnectors = kind !== 'notifier';
   value = Value.Default(schema, value);
   const baseDir = path.dirname(path.resolve(file));
 
   const issues = schemaIssues(src, schema, value);
-  const connections = kind === 'hub' ? connectionSettings(value) : [];
+  const connections = hasConnectors ? connectionSettings(value) : [];
   for (const c of connections) {
     Value.Default(c.schema, c.settings);
     issues.push(...schemaIssues(src, c.schema, c.settings, ['connectors', c.index, 'connection']));
   }
-  issues.push(...(kind === 'hub' ? hubSemanticIssues(src, value, baseDir) : notifierSemanticIssues(src, value)));
+  issues.push(...(kind === 'hub' ? hubSemanticIssues(src, value, baseDir) : kind === 'worker' ? workerSemanticIssues(src, value, baseDir) : notifierSemanticIssues(src, value)));
   if (issues.length > 0) throw new ConfigError(issues);
 
   const decoded = Value.Decode(schema, value) as Record<string, unknown>;
-  if (kind === 'hub') {
+  if (hasConnectors) {
     const connectors = decoded['connectors'] as Array<Record<string, unknown>>;
     for (const c of connections) connectors[c.index]!['connection'] = Value.Decode(c.schema, c.settings);
   }
-  const files = kind === 'hub' ? resolveHubPaths(decoded, baseDir) : resolveNotifierPaths(decoded, baseDir);
+  const files = kind === 'hub' ? resolveHubPaths(decoded, baseDir) : kind === 'worker' ? resolveWorkerPaths(decoded, baseDir) : resolveNotifierPaths(decoded, baseDir);
   if (opts?.checkFiles ?? true) {
     const missing = fileIssues(src, files);
     if (missing.length > 0) throw new ConfigError(missing);

@@ -78,6 +78,7 @@ export function resolveHubPaths(config: Obj, baseDir: string): FileSetting[] {
     connectors.forEach((c, i) => {
       const connection = obj(obj(c)?.['connection']);
       abs(connection, 'path', ['connectors', i, 'connection', 'path'], false, false);
+      if (obj(c)?.['kind'] === 'remote') abs(connection, 'publicKey', ['connectors', i, 'connection', 'publicKey'], true, false);
       settings.push(...secretFiles(connection, ['connectors', i, 'connection'], baseDir));
       const extension = obj(obj(c)?.['extension']);
       if (typeof extension?.['module'] === 'string' && isModulePath(extension['module'])) {
@@ -85,6 +86,28 @@ export function resolveHubPaths(config: Obj, baseDir: string): FileSetting[] {
       }
       settings.push(...secretFiles(obj(extension?.['settings']), ['connectors', i, 'extension', 'settings'], baseDir));
     });
+  }
+  return settings;
+}
+
+/** Rewrites every path setting of a decoded connector worker's configuration to an absolute path; returns them. */
+export function resolveWorkerPaths(config: Obj, baseDir: string): FileSetting[] {
+  // broker: and connectors: are written as in a hub's file.
+  const settings = resolveHubPaths(config, baseDir);
+  const worker = obj(config['worker']);
+  const keys = worker?.['keys'];
+  if (Array.isArray(keys)) {
+    keys.forEach((k, i) => {
+      if (typeof k !== 'string') return;
+      keys[i] = path.resolve(baseDir, k);
+      settings.push({ at: ['worker', 'keys', i], file: keys[i] as string, mustExist: true, secret: true, relative: !path.isAbsolute(k) });
+    });
+  }
+  const log = obj(worker?.['log']);
+  if (typeof log?.['file'] === 'string') {
+    const v = log['file'];
+    log['file'] = path.resolve(baseDir, v);
+    settings.push({ at: ['worker', 'log', 'file'], file: log['file'] as string, mustExist: false, secret: false, relative: !path.isAbsolute(v) });
   }
   return settings;
 }

@@ -164,6 +164,23 @@ export const HubSchema = Type.Object({
   broker: BrokerSchema,
 }, { additionalProperties: false });
 
+/** A connector as a connector worker runs it: no joins (the hub joins), no retry rules (the hub retries). */
+const WorkerConnectorSchema = Type.Omit(ConnectorSchema, ['join', 'joinRefresh', 'retry'], { additionalProperties: false });
+
+/** `pwsync worker`: one connector run next to its target, reached by hubs through NATS only. */
+export const WorkerSchema = Type.Object({
+  worker: Type.Object({
+    id: Name('This worker\'s name in logs and `pwsync status --workers`.'),
+    keys: Type.Array(Path('A P-256 private key (PEM, mode 0600) that opens the passwords hubs re-seal for this worker.'), {
+      minItems: 1, description: 'The current key first (its public half is the hub\'s connection.publicKey for this connector), then retired ones.',
+    }),
+    log: LogSchema,
+    shutdownGrace: Duration('10s', 'On SIGTERM, how long set-operations in flight may take to finish.'),
+  }, { additionalProperties: false }),
+  connectors: Type.Array(WorkerConnectorSchema, { minItems: 1, description: 'The connector(s) this worker may run, each with its target\'s connection and extension; `pwsync worker --connector NAME` picks one. Its name must be the hub\'s connector of kind remote.' }),
+  broker: BrokerSchema,
+}, { additionalProperties: false });
+
 export const NotifierSchema = Type.Object({
   notifier: Type.Object({
     domain: Type.String({ minLength: 1, description: 'The DNS name of the domain this DC belongs to.' }),
@@ -236,6 +253,8 @@ export const NotifierSchema = Type.Object({
 
 export type HubConfig = StaticDecode<typeof HubSchema>;
 export type NotifierConfig = StaticDecode<typeof NotifierSchema>;
+export type WorkerConfig = StaticDecode<typeof WorkerSchema>;
+export type WorkerConnectorConfig = WorkerConfig['connectors'][number];
 export type ConnectorConfig = HubConfig['connectors'][number];
 export type TargetConfig = NotifierConfig['targets'][number];
 export type JoinRuleConfig = ConnectorConfig['join'][number];
@@ -243,5 +262,5 @@ export type DomainConfig = HubConfig['domains'][number];
 export type WindowsCaptureConfig = NonNullable<NonNullable<NotifierConfig['notifier']['capture']>['windows']>;
 export type SambaCaptureConfig = NonNullable<NonNullable<NotifierConfig['notifier']['capture']>['samba']>;
 
-export const SCHEMAS = { hub: HubSchema, notifier: NotifierSchema } as const satisfies Record<string, TSchema>;
+export const SCHEMAS = { hub: HubSchema, notifier: NotifierSchema, worker: WorkerSchema } as const satisfies Record<string, TSchema>;
 export { CONNECTION_SCHEMAS };

@@ -19,6 +19,7 @@ export function hubSemanticIssues(src: YamlSource, config: unknown, baseDir: str
   connectors.forEach((c, i) => issues.push(...connectorIssues(src, asRecord(c), ['connectors', i])));
   issues.push(...sharedFiles(src, connectors, baseDir));
   issues.push(...brokerIssues(src, asRecord(root?.['broker'])));
+  issues.push(...remoteIssues(src, root));
   // With Kerberos, a caller is heard only once the DC check over that domain's directory passed.
   if (asRecord(asRecord(root?.['hub'])?.['kerberos'])) {
     asArray(root?.['domains']).forEach((d, i) => {
@@ -28,6 +29,53 @@ export function hubSemanticIssues(src: YamlSource, config: unknown, baseDir: str
         'add directory: (an LDAPS URL of that domain, its CA and a read-only account) so the hub can check that callers are its domain controllers'));
     });
   }
+  return issues;
+}
+
+/** A connector worker's file: its connectors are real targets, and it only talks to NATS. */
+export function workerSemanticIssues(src: YamlSource, config: unknown, baseDir: string): ConfigIssue[] {
+  const issues: ConfigIssue[] = [];
+  const root = asRecord(config);
+  issues.push(...duplicates(src, asArray(asRecord(root?.['worker'])?.['keys']).map((k) => ({ key: k })), ['worker', 'keys'], 'key', 'key file', false, true));
+  const connectors = asArray(root?.['connectors']);
+  issues.push(...duplicates(src, connectors, ['connectors'], 'name', 'connector', true));
+  connectors.forEach((c, i) => {
+    issues.push(...connectorIssues(src, asRecord(c), ['connectors', i]));
+    if (asRecord(c)?.['kind'] === 'remote') {
+      const at: ConfigPath = ['connectors', i, 'kind'];
+      issues.push(src.issue(src.valueAt(at), at, 'a worker runs the real connector, not kind remote (that is how the hub names a connector its worker runs)',
+        'write the target\'s own kind here (ldap, ad, postgresql, delimited…) with its connection settings'));
+    }
+  });
+  issues.push(...sharedFiles(src, connectors, baseDir));
+  const broker = asRecord(root?.['broker']);
+  if (broker?.['kind'] !== 'nats') {
+    const at: ConfigPath = broker && broker['kind'] !== undefined ? ['broker', 'kind'] : [];
+    issues.push(src.issue(broker && broker['kind'] !== undefined ? src.valueAt(at) : src.keyAt(['worker']), at, 'a connector worker reaches hubs only through NATS, but broker.kind is not nats',
+      'add broker: {kind: nats, servers: [tls://…], tls: {ca: PATH}, user: NAME, credentials: {fromFile: PATH}} with this worker\'s own NATS user'));
+  }
+  issues.push(...brokerIssues(src, broker));
+  return issues;
+}
+
+/** A hub's connector of kind remote is run by a worker: it needs NATS, and its extension lives at the worker. */
+function remoteIssues(src: YamlSource, root: Record<string, unknown> | undefined): ConfigIssue[] {
+  const issues: ConfigIssue[] = [];
+  const nats = asRecord(root?.['broker'])?.['kind'] === 'nats';
+  asArray(root?.['connectors']).forEach((c, i) => {
+    const conn = asRecord(c);
+    if (conn?.['kind'] !== 'remote') return;
+    if (!nats) {
+      const at: ConfigPath = ['connectors', i, 'kind'];
+      issues.push(src.issue(src.valueAt(at), at, `connector ${String(conn['name'] ?? i)} is of kind remote, but the hub's broker is not NATS: its worker could not be reached`,
+        'set broker.kind: nats with broker.servers (see "Connector workers" in the README), or give the connector its real kind'));
+    }
+    if (conn['extension'] !== undefined) {
+      const at: ConfigPath = ['connectors', i, 'extension'];
+      issues.push(src.issue(src.keyAt(at), at, `connector ${String(conn['name'] ?? i)} is run by a worker, so its password extension runs there`,
+        'move extension: to the connector in the worker\'s YAML and remove it here'));
+    }
+  });
   return issues;
 }
 

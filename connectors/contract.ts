@@ -3,6 +3,9 @@ import type {
   ExtensionConnection, OperationContext, TargetObject,
 } from '../core/extension.ts';
 import type { Secret } from '../core/secret.ts';
+import type { WorkerBus } from '../core/worker-bus.ts';
+
+export type { WorkerBus } from '../core/worker-bus.ts';
 
 /**
  * The Connector contract (a management agent). Each capability is its own small interface and
@@ -85,11 +88,38 @@ export function isExtensionHost(c: Connector): c is Connector & ExtensionHost {
   return typeof (c as Partial<ExtensionHost>).connect === 'function';
 }
 
+/**
+ * Set-operations applied somewhere else (a connector worker): the connector gets each operation's
+ * password only through `open`, which hands a Secret for the moment it is re-sealed.
+ */
+export interface RemoteApplier {
+  applyRemote(ops: readonly RemoteOperation[], open: (op: RemoteOperation) => Secret): Promise<Map<string, unknown>>;
+}
+
+/** One set-operation as a remote applier sees it (hub/records.ts OperationRecord without the envelope). */
+export interface RemoteOperation {
+  readonly opId: string;
+  readonly changeId: string;
+  readonly changeTime: number;
+  readonly objectId: string;
+  readonly account: OperationContext['account'];
+}
+
+export function isRemoteApplier(c: Connector): c is Connector & RemoteApplier {
+  return typeof (c as Partial<RemoteApplier>).applyRemote === 'function';
+}
+
 export interface ConnectorEnv {
   readonly log: Logger;
   resolvePath(p: string): string;
   /** The target's requireSecureConnection (default true): false lets a connector open a plain channel. */
   readonly requireSecureConnection?: boolean;
+  /** The connector's timeout (connectors[].timeout), for a connector that sets its own deadlines. */
+  readonly timeoutMs?: number;
+  /** Set when the hub's broker is NATS: the `remote` kind talks to its worker through it. */
+  readonly bus?: WorkerBus;
+  /** This hub's id (hub.id), for messages that say who asked. */
+  readonly hubId?: string;
 }
 
 /** One connector kind, registered by name: its connection settings are validated by the config

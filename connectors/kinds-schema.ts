@@ -103,6 +103,10 @@ export const SqlConnection = Type.Object({
   }, { additionalProperties: false, description: 'Where the objects joins look in come from.' }),
 }, { additionalProperties: false, description: 'A SQL database: objects from a query; passwords set by the builtin:sql-login (the database login\'s own password) or builtin:sql-table (a hash in an application table) extension.' });
 
+export const RemoteConnection = Type.Object({
+  publicKey: Type.String({ minLength: 1, description: 'The connector worker\'s P-256 public key (PEM, the .pub.pem of `pwsync keys generate` run for the worker): each password is re-sealed for it. Relative paths are relative to the YAML file.' }),
+}, { additionalProperties: false, description: 'A target reached by a connector worker (`pwsync worker --connector NAME`) that runs next to it and connects out to NATS (needs broker.kind: nats). The hub keeps the queue and the joins; the worker holds the target\'s credentials, its password extension and its own private key.' });
+
 export type DelimitedSettings = Static<typeof DelimitedConnection>;
 export type FixedWidthSettings = Static<typeof FixedWidthConnection>;
 export type AvpSettings = Static<typeof AvpConnection>;
@@ -111,6 +115,7 @@ export type DsmlSettings = Static<typeof DsmlConnection>;
 export type LdapSettings = Static<typeof LdapConnection>;
 export type AdSettings = Static<typeof AdConnection>;
 export type SqlSettings = Static<typeof SqlConnection>;
+export type RemoteSettings = Static<typeof RemoteConnection>;
 
 export const CONNECTION_SCHEMAS: Readonly<Record<string, TObject>> = {
   delimited: DelimitedConnection,
@@ -125,6 +130,7 @@ export const CONNECTION_SCHEMAS: Readonly<Record<string, TObject>> = {
   mssql: SqlConnection,
   oracle: SqlConnection,
   db2: SqlConnection,
+  remote: RemoteConnection,
 };
 
 export const CONNECTOR_KINDS = Object.keys(CONNECTION_SCHEMAS);

@@ -8,6 +8,7 @@ import { delimitedKind } from './files/delimited.ts';
 import { fixedWidthKind } from './files/fixed-width.ts';
 import { ldifKind } from './files/ldif.ts';
 import { ldapKind } from './ldap/ldap.ts';
+import { remoteKind } from './remote/remote.ts';
 import { sqlKind } from './sql/sql.ts';
 import { CONNECTION_SCHEMAS } from './kinds-schema.ts';
 
@@ -32,6 +33,8 @@ registerKind(sqlKind('mariadb'));
 registerKind(sqlKind('mssql'));
 registerKind(sqlKind('oracle'));
 registerKind(sqlKind('db2'));
+// A target behind a connector worker, reached through NATS.
+registerKind(remoteKind);
 
 export function knownKinds(): string[] {
   return [...KINDS.keys()].sort();

@@ -3,8 +3,8 @@ import type { Logger } from 'pino';
 import { describeError, isPwsyncError, type PwsyncError } from '../core/errors.ts';
 import { TargetUnavailableError, type TargetObject } from '../core/extension.ts';
 import {
-  isExtensionHost, isIncrementalObjectSource, isNativePasswordSetter, isObjectSource,
-  type Connector, type ExtensionHost, type IncrementalObjectSource, type NativePasswordSetter, type ObjectSource,
+  isExtensionHost, isIncrementalObjectSource, isNativePasswordSetter, isObjectSource, isRemoteApplier,
+  type Connector, type RemoteApplier, type ExtensionHost, type IncrementalObjectSource, type NativePasswordSetter, type ObjectSource,
 } from './contract.ts';
 import { ConnectorMetrics, type CallOutcome } from './metrics.ts';
 
@@ -143,6 +143,11 @@ export function wrapConnector<C extends Connector>(inner: C, options: WrapOption
       }, (late) => { late.release().catch((e: unknown) => log.warn({ err: describeError(e) }, 'releasing a connection that arrived after its timeout failed')); }),
     };
     Object.assign(wrapped, host);
+  }
+
+  if (isRemoteApplier(inner)) {
+    const remote: RemoteApplier = { applyRemote: (ops, open) => call('applyRemote', () => inner.applyRemote(ops, open)) };
+    Object.assign(wrapped, remote);
   }
 
   return wrapped as unknown as WrappedConnector<C>;

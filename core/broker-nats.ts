@@ -14,6 +14,8 @@ import {
 } from './broker-nats-names.ts';
 import { checkDurableName, checkFilter, checkSubject } from './broker-sqlite-names.ts';
 import { PwsyncError } from './errors.ts';
+import { natsWorkerBus } from './nats-bus.ts';
+import type { WorkerBus } from './worker-bus.ts';
 import { silentLogger, type Logger } from './log.ts';
 import type { Secret } from './secret.ts';
 
@@ -98,20 +100,7 @@ function settings(o: NatsBrokerOptions): Settings {
  */
 export async function openNatsBroker(opts: NatsBrokerOptions): Promise<NatsBroker> {
   const s = settings(opts);
-  let nc: NatsConnection;
-  try {
-    nc = await connect({
-      servers: s.servers,
-      name: opts.name ?? 'pwsync',
-      timeout: s.requestTimeoutMs,
-      maxReconnectAttempts: -1,
-      reconnectTimeWait: 250,
-      ...(opts.tls ? { tls: { ...opts.tls } } : {}),
-      ...(opts.password ? { authenticator: authenticator(opts.user, opts.password) } : opts.user ? { user: opts.user } : {}),
-    });
-  } catch (e) {
-    throw natsError(e, 'connecting to the broker', s.servers);
-  }
+  const nc = await connectNats(opts, s.servers, s.requestTimeoutMs);
   try {
     const jsm = await jetstreamManager(nc, { timeout: s.requestTimeoutMs });
     const broker = new NatsBroker(s, nc, jsm, jetstream(nc, { timeout: s.requestTimeoutMs }));
@@ -124,6 +113,28 @@ export async function openNatsBroker(opts: NatsBrokerOptions): Promise<NatsBroke
         'start nats-server with JetStream (-js, or jetstream {} in its config) and give the account JetStream', { cause: e, retryable: false });
     }
     throw natsError(e, 'opening JetStream', s.servers);
+  }
+}
+
+/**
+ * A plain NATS connection (TLS, user and password from a Secret, reconnecting for ever): the
+ * broker's, and a connector worker's, which has no JetStream rights at all. `inboxPrefix` keeps
+ * the replies to this client's own requests inside subjects its user may subscribe to.
+ */
+export async function connectNats(opts: Pick<NatsBrokerOptions, 'tls' | 'user' | 'password' | 'name'> & { inboxPrefix?: string }, servers: readonly string[], timeoutMs: number): Promise<NatsConnection> {
+  try {
+    return await connect({
+      servers: [...servers],
+      name: opts.name ?? 'pwsync',
+      timeout: timeoutMs,
+      maxReconnectAttempts: -1,
+      reconnectTimeWait: 250,
+      ...(opts.inboxPrefix ? { inboxPrefix: opts.inboxPrefix } : {}),
+      ...(opts.tls ? { tls: { ...opts.tls } } : {}),
+      ...(opts.password ? { authenticator: authenticator(opts.user, opts.password) } : opts.user ? { user: opts.user } : {}),
+    });
+  } catch (e) {
+    throw natsError(e, 'connecting to the broker', servers);
   }
 }
 
@@ -171,6 +182,11 @@ export class NatsBroker implements Broker {
 
   get requestTimeoutMs(): number {
     return this.s.requestTimeoutMs;
+  }
+
+  /** Request-reply with connector workers over this broker's connection. */
+  bus(): WorkerBus {
+    return natsWorkerBus(this.nc, this.s.names.prefix, this.s.servers);
   }
 
   get servers(): readonly string[] {

@@ -178,6 +178,16 @@ export const EVENTS = {
     text: 'the broker (NATS JetStream) refused the hub: credentials, permissions, or missing streams',
     fix: 'the message names what to fix: broker.credentials, the NATS user\'s permissions, or `pwsync broker init`',
   },
+  6972: {
+    severity: 'warning', retryable: true,
+    text: 'the connector worker of a remote connector is not connected or did not answer in time; the set-operation is retried',
+    fix: 'start `pwsync worker --config FILE --connector NAME` next to the target (it connects out to NATS); `pwsync status --workers` shows whether it is connected',
+  },
+  6973: {
+    severity: 'error', retryable: false,
+    text: 'a connector worker refused what it was given, or NATS refused the worker: another connector\'s operation, a password not sealed for its key, or credentials without rights to its connector\'s subjects',
+    fix: 'give each worker its own connector\'s NATS user and its own key pair; the hub\'s connection.publicKey for the connector must be that worker\'s public key',
+  },
 } as const satisfies Record<number, EventDef>;
 
 export type EventId = keyof typeof EVENTS;

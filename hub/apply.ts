@@ -1,10 +1,11 @@
-import { isExtensionHost, isNativePasswordSetter } from '../connectors/contract.ts';
+import { isExtensionHost, isNativePasswordSetter, isRemoteApplier } from '../connectors/contract.ts';
 import { bindingMismatch, open, type Keyring } from '../core/envelope.ts';
 import {
   ObjectNotFoundError, TargetUnavailableError, type OperationContext, type PasswordExtension, type TargetObject,
 } from '../core/extension.ts';
 import { PwsyncError } from '../core/errors.ts';
 import { checkPasswordPolicy } from '../core/policy.ts';
+import type { Secret } from '../core/secret.ts';
 import type { OperationRecord } from './records.ts';
 import type { Target } from './targets.ts';
 
@@ -43,8 +44,38 @@ function contextOf(op: OperationRecord, t: Target): OperationContext {
  * Secret only for the length of its set call, then wiped.
  */
 export async function applyBatch(t: Target, ops: readonly OperationRecord[], keyring: Keyring): Promise<Outcomes> {
+  return applyOpened(t, ops, (op) => openFor(op, keyring).password);
+}
+
+/**
+ * applyBatch with the opening of each envelope given: the hub opens what a notifier sealed, a
+ * connector worker what a hub re-sealed for it (worker/open.ts). `open` is called only at the
+ * moment a password is set (or re-sealed), and its Secret is disposed right after.
+ */
+export async function applyOpened(t: Target, ops: readonly OperationRecord[], open: (op: OperationRecord) => Secret): Promise<Outcomes> {
   const outcomes: Outcomes = new Map();
   const connector = t.connector;
+  if (isRemoteApplier(connector)) {
+    // Re-sealed for the worker, which checks the policy again with its own settings.
+    const byId = new Map(ops.map((op) => [op.opId, op]));
+    const checked = (op: { opId: string }): Secret => {
+      const full = byId.get(op.opId)!;
+      const password = open(full);
+      try {
+        checkPasswordPolicy(t.config.policy, password, full.account.samAccountName, t.config.name);
+      } catch (e) {
+        password.dispose();
+        throw e;
+      }
+      return password;
+    };
+    try {
+      return await connector.applyRemote(ops, checked);
+    } catch (e) {
+      for (const op of ops) outcomes.set(op.opId, e);
+      return outcomes;
+    }
+  }
   if (t.extension && isExtensionHost(connector)) {
     // Each batch borrows its own instance (targets.ts): its connection stays its own.
     const ext = t.idleExtensions ? t.idleExtensions.pop() : t.extension;
@@ -54,7 +85,7 @@ export async function applyBatch(t: Target, ops: readonly OperationRecord[], key
       return outcomes;
     }
     try {
-      return await applyWithExtension(t, ext, ops, keyring, outcomes);
+      return await applyWithExtension(t, ext, ops, open, outcomes);
     } finally {
       t.idleExtensions?.push(ext);
     }
@@ -63,7 +94,7 @@ export async function applyBatch(t: Target, ops: readonly OperationRecord[], key
     for (const op of ops) {
       let password;
       try {
-        password = openFor(op, keyring).password;
+        password = open(op);
         checkPasswordPolicy(t.config.policy, password, op.account.samAccountName, t.config.name);
         await connector.setPassword({ id: op.objectId, attributes: {} }, password, contextOf(op, t));
         outcomes.set(op.opId, undefined);
@@ -80,7 +111,7 @@ export async function applyBatch(t: Target, ops: readonly OperationRecord[], key
 }
 
 /** One batch through one extension instance: beginConnection, the sets, endConnection. */
-async function applyWithExtension(t: Target, ext: PasswordExtension, ops: readonly OperationRecord[], keyring: Keyring, outcomes: Outcomes): Promise<Outcomes> {
+async function applyWithExtension(t: Target, ext: PasswordExtension, ops: readonly OperationRecord[], open: (op: OperationRecord) => Secret, outcomes: Outcomes): Promise<Outcomes> {
   const connector = t.connector;
   if (!isExtensionHost(connector)) throw new Error('applyWithExtension needs an extension host');
   let handle: Awaited<ReturnType<typeof connector.connect>>;
@@ -99,7 +130,7 @@ async function applyWithExtension(t: Target, ext: PasswordExtension, ops: readon
         const object: TargetObject = connection.kind === 'records'
           ? connection.records.get(op.objectId) ?? throwNotFound(op.objectId, connection.records.location)
           : { id: op.objectId, attributes: {} };
-        password = openFor(op, keyring).password;
+        password = open(op);
         checkPasswordPolicy(t.config.policy, password, op.account.samAccountName, t.config.name);
         await ext.setPassword!(object, password, contextOf(op, t));
         outcomes.set(op.opId, undefined);

@@ -1,16 +1,12 @@
-import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Broker, Delivery } from '../core/broker.ts';
 import { describeError } from '../core/errors.ts';
+import { operationId } from '../core/operation-id.ts';
 import { decode, encode, type ChangeRecord, type OperationRecord } from './records.ts';
 import type { HubState } from './state.ts';
 import { opsSubject, type Target } from './targets.ts';
 
-/** Same change, same connector, same object: same operation id, so a re-resolved change
- *  (after a crash or a retry) publishes nothing new. */
-export function operationId(changeId: string, connector: string, objectId: string): string {
-  return createHash('sha256').update(`${changeId}\0${connector}\0${objectId}`).digest('hex').slice(0, 32);
-}
+export { operationId } from '../core/operation-id.ts';
 
 /**
  * Turns each stored change into one set-operation per joined object. A change is acknowledged

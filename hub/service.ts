@@ -18,6 +18,8 @@ import { Ingest } from './ingest.ts';
 import { Resolver } from './resolver.ts';
 import { hubBrokerLayout } from './layout.ts';
 import { HubState } from './state.ts';
+import { recordWorkerHeartbeats } from './workers.ts';
+import type { WorkerBus } from '../core/worker-bus.ts';
 import { closeTarget, openTarget, type Target } from './targets.ts';
 
 export type HubConfigFile = Readonly<HubConfig> & { readonly baseDir: string };
@@ -48,7 +50,7 @@ export function loadKeyring(files: readonly string[]): Keyring {
  * The embedded broker (one hub), or NATS JetStream shared by several hubs. A NATS without the
  * streams, buckets and consumers this configuration needs is refused before anything starts.
  */
-async function openBroker(config: HubConfigFile, log: Logger): Promise<{ broker: Broker; shared: boolean }> {
+export async function openBroker(config: HubConfigFile, log: Logger): Promise<{ broker: Broker; shared: boolean; bus?: WorkerBus }> {
   const blog = log.child({ component: 'broker' });
   if (config.broker.kind !== 'nats') {
     return { broker: openSqliteBroker({ file: hubDatabase(config), groupCommitMs: 3, log: blog }), shared: false };
@@ -64,7 +66,7 @@ async function openBroker(config: HubConfigFile, log: Logger): Promise<{ broker:
     throw new PwsyncError(6971, `the broker (NATS) lacks ${missing.join(', ')}: run \`pwsync broker init --config FILE\` with this hub's YAML once, then start the hub again`, { retryable: false });
   }
   log.info({ servers: config.broker.servers, prefix: config.broker.prefix }, 'broker: NATS JetStream, shared with the other hubs');
-  return { broker, shared: true };
+  return { broker, shared: true, bus: broker.bus() };
 }
 
 /**
@@ -76,7 +78,7 @@ export async function startHub(config: HubConfigFile, log: Logger): Promise<Runn
   if (testSuitesEnabled()) log.warn({ eventId: 6962, env: TEST_SUITES_ENV }, EVENTS[6962].text);
   const keyring = loadKeyring(config.hub.keys);
   mkdirSync(config.hub.dataDir, { recursive: true, mode: 0o700 });
-  const { broker, shared } = await openBroker(config, log);
+  const { broker, shared, bus } = await openBroker(config, log);
   const targets: Target[] = [];
   const abort = new AbortController();
   const loops: Promise<void>[] = [];
@@ -84,8 +86,10 @@ export async function startHub(config: HubConfigFile, log: Logger): Promise<Runn
   let purge: NodeJS.Timeout | undefined;
   const timers: NodeJS.Timeout[] = [];
   let domainSide: DomainSide | undefined; // DC check, DC registry, reports (issue 4, part 3)
+  let stopHeartbeats: (() => void) | undefined;
   const close = async (): Promise<void> => {
     abort.abort();
+    stopHeartbeats?.();
     if (purge) clearInterval(purge);
     for (const t of timers) clearInterval(t);
     await server?.close(config.hub.shutdownGrace);
@@ -97,7 +101,11 @@ export async function startHub(config: HubConfigFile, log: Logger): Promise<Runn
   try {
     const state = await HubState.open(broker);
     const joinStore = await broker.kv('joins');
-    for (const c of config.connectors) targets.push(await openTarget(c, config.baseDir, joinStore, log));
+    for (const c of config.connectors) targets.push(await openTarget(c, config.baseDir, joinStore, log, { bus, hubId: config.hub.id }));
+    if (bus && config.connectors.some((c) => c.kind === 'remote')) {
+      const stop = recordWorkerHeartbeats(bus, await broker.kv('workers'), log.child({ component: 'workers' }));
+      stopHeartbeats = stop;
+    }
     const resolver = new Resolver(broker, state, targets, 5000, log.child({ component: 'resolver' }));
     loops.push(resolver.run(abort.signal));
     for (const t of targets) {

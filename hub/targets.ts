@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import path from 'node:path';
 import {
-  isExtensionHost, isNativePasswordSetter, isObjectSource, type Connector, type ObjectSource,
+  isExtensionHost, isNativePasswordSetter, isObjectSource, isRemoteApplier, type Connector, type ObjectSource, type WorkerBus,
 } from '../connectors/contract.ts';
 import { createConnector } from '../connectors/registry.ts';
 import { wrapConnector } from '../connectors/wrap.ts';
@@ -39,10 +39,17 @@ export interface Target {
   readonly log: Logger;
 }
 
-export async function openTarget(config: ConnectorConfig, baseDir: string, joinStore: KvStore, parentLog: Logger): Promise<Target> {
+/**
+ * Opens a connector as the hub runs it: wrapped, its join rules checked, its extension loaded, and
+ * why it cannot set passwords (if so). Without a join store (a connector worker) there are no
+ * joins: the hub that sends the worker its operations keeps them.
+ */
+export async function openTarget(config: ConnectorConfig, baseDir: string, joinStore: KvStore | undefined, parentLog: Logger, extra: { bus?: WorkerBus; hubId?: string } = {}): Promise<Target> {
   const log = parentLog.child({ connector: config.name });
   const resolvePath = (p: string): string => path.resolve(baseDir, p);
-  const inner = createConnector(config.name, config.kind, config.connection, { log, resolvePath, requireSecureConnection: config.requireSecureConnection });
+  const inner = createConnector(config.name, config.kind, config.connection, {
+    log, resolvePath, requireSecureConnection: config.requireSecureConnection, timeoutMs: config.timeout, ...extra,
+  });
   const connector = wrapConnector(inner, { timeoutMs: config.timeout, log });
   try {
     await connector.open();
@@ -52,11 +59,14 @@ export async function openTarget(config: ConnectorConfig, baseDir: string, joinS
     if (e instanceof PwsyncError && !e.retryable) log.error({ eventId: e.eventId }, e.message);
     throw e;
   }
-  if (!isObjectSource(connector)) {
-    throw new UsageError(`connector ${config.name}: kind ${config.kind} cannot list objects, so join rules cannot be evaluated`);
+  let joins: ConnectorJoins | undefined;
+  if (joinStore) {
+    if (!isObjectSource(connector)) {
+      throw new UsageError(`connector ${config.name}: kind ${config.kind} cannot list objects, so join rules cannot be evaluated`);
+    }
+    await checkJoinAttributes(config, connector, log);
+    joins = new ConnectorJoins(connector as Connector & ObjectSource, config.join, joinStore, log);
   }
-  await checkJoinAttributes(config, connector, log);
-  const joins = new ConnectorJoins(connector as Connector & ObjectSource, config.join, joinStore, log);
   let extension: PasswordExtension | undefined;
   const idleExtensions: PasswordExtension[] = [];
   let refusal: Refusal | undefined;
@@ -72,7 +82,7 @@ export async function openTarget(config: ConnectorConfig, baseDir: string, joinS
   }
   if (!config.enabled) {
     refusal = { eventId: 6921, reason: `password management is disabled for connector ${config.name} (enabled: false)` };
-  } else if (!refusal && !isNativePasswordSetter(connector) && !(isExtensionHost(connector) && extension)) {
+  } else if (!refusal && !isNativePasswordSetter(connector) && !isRemoteApplier(connector) && !(isExtensionHost(connector) && extension)) {
     refusal = { eventId: 6922, reason: `connector ${config.name} (kind ${config.kind}) sets passwords only through a password extension, and none is configured` };
   } else if (!refusal && config.requireSecureConnection && connector.securityLevel() === 'plain') {
     refusal = { eventId: 6951, reason: `connector ${config.name} requires a secure connection and its channel is not encrypted` };

@@ -55,7 +55,7 @@ test('an unknown connector kind lists the known kinds', async () => {
   const r = await issuesOf(dir, HUB_HEAD + csvConnector('hr').replace('delimited', 'sql-server'));
   expectIssue(r, {
     line: 13, column: 11, path: 'connectors[0].kind',
-    message: /unknown connector kind `sql-server`/, fix: /`delimited`, `fixed-width`, `avp`, `ldif`, `dsml`, `ldap`, `ad`, `postgresql`, `mariadb`, `mssql`, `oracle` or `db2`/,
+    message: /unknown connector kind `sql-server`/, fix: /`delimited`, `fixed-width`, `avp`, `ldif`, `dsml`, `ldap`, `ad`, `postgresql`, `mariadb`, `mssql`, `oracle`, `db2` or `remote`/,
   });
 });
 
@@ -152,7 +152,7 @@ test('a top level that is a list', async () => {
 
 test('a file with both hub: and notifier:', async () => {
   const r = await issuesOf(dir, `${HUB_HEAD}notifier:\n  domain: corp.example.com\n`);
-  expectIssue(r, { line: 12, column: 1, path: 'notifier', message: /either a hub .* or a notifier .*not both/, fix: /file of their own/ });
+  expectIssue(r, { line: 12, column: 1, path: 'notifier', message: /one of a hub .*, a notifier .* or a connector worker .*, but this one has `hub:` and `notifier:`/, fix: /notifier's settings to a file of their own/ });
 });
 
 test('a notifier file loaded as a hub', async () => {

@@ -106,7 +106,7 @@ test('the kind of a file is told by its top-level key', async () => {
   assert.equal(await detectConfigKind(hub), 'hub');
   assert.equal(await detectConfigKind(notifier), 'notifier');
   assert.equal((await loadConfig(notifier, { checkFiles: false })).kind, 'notifier');
-  await assert.rejects(detectConfigKind(write(dir, 'kind-none.yaml', 'domains: []\n')), /1:1: \(top level\): neither `hub:` nor `notifier:`/);
+  await assert.rejects(detectConfigKind(write(dir, 'kind-none.yaml', 'domains: []\n')), /1:1: \(top level\): none of `hub:`, `notifier:` or `worker:`/);
   await assert.rejects(detectConfigKind(path.join(dir, 'absent.yaml')), /cannot read configuration file .*absent\.yaml: no such file/);
 });
 

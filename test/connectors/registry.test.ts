@@ -11,7 +11,7 @@ const env = { log: silentLogger(), resolvePath: (p: string) => `/srv/pwsync/${p}
 
 test('registry: every file kind is known and builds a connector that lists and hosts extensions', () => {
   for (const kind of ['delimited', 'fixed-width', 'avp', 'ldif', 'dsml']) assert.ok(knownKinds().includes(kind), kind);
-  for (const kind of CONNECTOR_KINDS.filter((k) => knownKinds().includes(k) && k !== 'ldap' && k !== 'ad' && !(k in SQL_DIALECTS))) {
+  for (const kind of CONNECTOR_KINDS.filter((k) => knownKinds().includes(k) && k !== 'ldap' && k !== 'ad' && k !== 'remote' && !(k in SQL_DIALECTS))) {
     const settings = kind === 'fixed-width' ? { path: 'f', fields: [{ name: 'id', width: 4 }] } : { path: 'f' };
     const c = createConnector(`c-${kind}`, kind, settings, env);
     assert.equal(c.kind, kind);
