@@ -3,6 +3,7 @@
 #   build/windows/pwsyncfilter.dll         production: SEH (clang), suite 1 only, 3 exports
 #   build/windows/pwsyncfilter-test.dll    test: + test suite 0xF1 and PwsyncTest*/PwsyncLastCall exports
 #   build/windows/pwsyncfilter-nowipe.dll  test build that never wipes: the memory scan's negative control
+#   build/windows/pwsync-pipe.exe          the notifier's pipe server (service pwsync-pipe; SYSTEM-only DACL)
 #   build/windows/harness.exe, pipeserver.exe   the LSASS stand-in and a stand-in pipe end (tests only)
 # clang compiles the DLLs (mingw gcc has no __try/__except); mingw gcc links them (Debian's clang
 # mingw driver cannot find libgcc). As root, installs missing Debian packages; otherwise names them.
@@ -42,6 +43,8 @@ dll pwsyncfilter-test pwsyncfilter-test.def -DPWSYNC_TEST_SUITES
 dll pwsyncfilter-nowipe pwsyncfilter-test.def -DPWSYNC_TEST_SUITES -DPWSYNC_NO_WIPE_FOR_TEST
 "$CC" -O2 -Wall -Wextra -Werror -municode -o "$OUT/harness.exe" "$SRC/harness.c"
 "$CC" -O2 -Wall -Wextra -Werror -municode -o "$OUT/pipeserver.exe" "$SRC/pipeserver.c"
-# The notifier's pipe endpoint for Windows node.exe: one plain-JS file, no native modules.
-npx --no-install tsx scripts/bundle-pipe-endpoint.ts
-echo "build-windows: built $(cd "$OUT" && ls *.dll *.exe *.mjs | tr '\n' ' ')in $OUT"
+# The pipe server runs as a service: only kernel32, advapi32 and msvcrt (a test checks its imports).
+"$CC" -O2 -Wall -Wextra -Werror -municode -static-libgcc -Wl,--nxcompat,--dynamicbase,--high-entropy-va \
+  -o "$OUT/pwsync-pipe.exe" "$SRC/pwsync-pipe.c" -ladvapi32
+rm -f "$OUT/pwsync-pipe.mjs" # the Node pipe endpoint it replaces
+echo "build-windows: built $(cd "$OUT" && ls *.dll *.exe | tr '\n' ' ')in $OUT"

@@ -8,9 +8,9 @@
  * durable. A spool file is `<SpoolDir>\new\<changeTime 16 hex>-<changeId 32 hex>.pwc`, so that
  * file-name order is change order.
  *
- * Pure (no native module, no pwsync import beyond node:): the pipe endpoint that bundles this runs
- * under any Windows Node. Only the structure is checked here; the envelopes stay sealed, and their
- * suite and key are checked by the drain (spool-drain.ts).
+ * Pure (no native module, no pwsync import beyond node:). Only the structure is checked here; the
+ * envelopes stay sealed, and their suite and key are checked by the drain (spool-drain.ts). The
+ * pipe server (notifier/windows/dll/pwsync-pipe.c check_frame) makes the same checks in C.
  */
 export const FRAME_MAGIC = Buffer.from('PWC1', 'ascii');
 export const ACK = 0x41; // "A"

@@ -8,10 +8,13 @@ import { LSA_KEY, listsPackage, NOTIFICATION_PACKAGES, notificationPackages, PWS
 
 /**
  * `pwsync notifier install` / `uninstall` on a Windows DC, with the tools every Windows has
- * (reg.exe, schtasks.exe, icacls.exe): the spool folder with a DACL for SYSTEM and Administrators
- * only, the filter DLL copied to System32, its settings under HKLM\SOFTWARE\pwsync (iface7), the
- * DLL appended to `Notification Packages` (existing entries kept), and the notifier started at
- * boot as SYSTEM. Both are idempotent. LSASS reads `Notification Packages` only at boot: a reboot
+ * (reg.exe, sc.exe, schtasks.exe, icacls.exe): the spool folder with a DACL for SYSTEM and
+ * Administrators only, the filter DLL copied to System32, its settings under HKLM\SOFTWARE\pwsync
+ * (iface7), the DLL appended to `Notification Packages` (existing entries kept), the pipe server
+ * pwsync-pipe.exe copied beside the DLL and registered as the auto-start LocalSystem service
+ * `pwsync-pipe` (restarted on failure; it serves PipeName with a SYSTEM-only DACL and writes what
+ * it receives into the spool folder), and the notifier started at boot as SYSTEM (it drains the
+ * spool folder). Both are idempotent. LSASS reads `Notification Packages` only at boot: a reboot
  * is needed after either.
  *
  * Why a scheduled task rather than `sc.exe create`: the service control manager starts only
@@ -35,6 +38,8 @@ export interface InstallOptions {
   config: NotifierConfig & { sourceFile?: string };
   /** The filter DLL to copy (build/windows/pwsyncfilter.dll, or an MSVC build). */
   dll: string;
+  /** The pipe server to copy beside it; default: pwsync-pipe.exe in the DLL's folder. */
+  pipeExe?: string;
   /** The notifier's command line for the boot task. */
   node: string;
   pwsyncBin: string;
@@ -43,6 +48,10 @@ export interface InstallOptions {
 }
 
 export const TASK_NAME = 'pwsync-notifier';
+export const PIPE_SERVICE = 'pwsync-pipe';
+export const PIPE_EXE = 'pwsync-pipe.exe';
+/** sc.exe failure: restart after 5 s, 5 s, then every 60 s; the count resets after a day. */
+const PIPE_FAILURE = ['reset=', '86400', 'actions=', 'restart/5000/restart/5000/restart/60000'];
 const SPOOL_DACL = ['/inheritance:r', '/grant:r', '*S-1-5-18:(OI)(CI)F', '*S-1-5-32-544:(OI)(CI)F'];
 
 /** One target's registry values (iface7): the 65-byte point and key id; an RSA key only in test mode. */
@@ -87,6 +96,8 @@ export async function install(opts: InstallOptions, host: InstallHost): Promise<
   const { config } = opts;
   const w = windowsSettings(config);
   if (!existsSync(opts.dll)) throw new UsageError(`the filter DLL ${opts.dll} does not exist: build it (\`npm run build:windows\`, or MSVC) and pass --dll`);
+  const pipeExe = opts.pipeExe ?? path.join(path.dirname(opts.dll), PIPE_EXE);
+  if (w.pipe && !existsSync(pipeExe)) throw new UsageError(`the pipe server ${pipeExe} does not exist: build it (\`npm run build:windows\`, or MSVC) and pass --pipe-exe`);
   const targets = config.targets.map((t) => ({ name: t.name, ...targetValues(t) }));
   if (!targets.some((t) => t.enabled)) throw new UsageError('no target is enabled in the notifier YAML: the DLL would capture nothing');
   const spool = host.toWindows(w.spoolDir);
@@ -128,6 +139,12 @@ export async function install(opts: InstallOptions, host: InstallHost): Promise<
   if (listsPackage(current, w.dllName)) host.say(`done: ${NOTIFICATION_PACKAGES} already lists ${w.dllName}`);
   else await step(host, `${NOTIFICATION_PACKAGES}: append ${w.dllName}`, 'reg.exe', ['add', LSA_KEY, '/v', NOTIFICATION_PACKAGES, '/t', 'REG_MULTI_SZ', '/d', [...current, w.dllName].join('\\0'), '/f']);
 
+  if (w.pipe) await installPipeService(host, pipeExe);
+  else {
+    host.say(`notifier.capture.windows.pipe is not set: the DLL spools every change; the ${PIPE_SERVICE} service is not installed`);
+    await removePipeService(host);
+  }
+
   const taskName = opts.taskName ?? TASK_NAME;
   const xml = taskXml(opts.node, [opts.pwsyncBin, 'notifier', '--config', opts.configFile], path.dirname(path.dirname(opts.pwsyncBin)));
   const xmlFile = path.join(w.spoolDir, `${taskName}.task.xml`);
@@ -140,6 +157,84 @@ export async function install(opts: InstallOptions, host: InstallHost): Promise<
   host.say(`Reboot this DC: LSASS loads ${w.dllName}.dll from ${NOTIFICATION_PACKAGES} only at boot.`);
   host.say('With LSA protection (RunAsPPL) on, LSASS loads only DLLs signed by Microsoft: the filter DLL is then not loaded (the notifier reports "not-registered").');
   host.say(`After the reboot: ${host.toWindows(path.join(w.spoolDir, 'status.txt'))} says state=ok, and \`pwsync status --dcs\` on the hub lists "windows: running" for this DC.`);
+  if (w.pipe) host.say(`\`sc.exe query ${PIPE_SERVICE}\` shows STATE 4 RUNNING; its log is ${host.toWindows(path.join(w.spoolDir, 'pwsync-pipe.log'))}.`);
+}
+
+/** The service's state from `sc.exe query` (1 stopped … 4 running), or undefined when it does not exist. */
+async function serviceState(host: InstallHost): Promise<number | undefined> {
+  const r = await host.run('sc.exe', ['query', PIPE_SERVICE]);
+  if (r.code !== 0) return undefined;
+  const m = /STATE\s*:\s*(\d+)/.exec(r.stdout);
+  return m ? Number(m[1]) : undefined;
+}
+
+/** Stops the service if it runs, waiting (bounded) until it has stopped: its exe is locked until then. */
+async function stopPipeService(host: InstallHost): Promise<void> {
+  const state = await serviceState(host);
+  if (state === undefined || state === 1) return;
+  await step(host, `stop the ${PIPE_SERVICE} service`, 'sc.exe', ['stop', PIPE_SERVICE], { mayFail: true });
+  for (let i = 0; i < 40; i++) { // 40 × 250 ms
+    const now = await serviceState(host);
+    if (now !== 3 && now !== 4) return;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  host.say(`the ${PIPE_SERVICE} service did not stop within 10 s`);
+}
+
+async function installPipeService(host: InstallHost, pipeExe: string): Promise<void> {
+  const dest = path.join(host.system32, PIPE_EXE);
+  const exists = host.dryRun ? false : (await serviceState(host)) !== undefined;
+  if (!host.dryRun) await stopPipeService(host);
+  if (host.dryRun) host.say(`would copy ${pipeExe} to ${dest}`);
+  else {
+    try {
+      copyFileSync(pipeExe, dest);
+    } catch (e) {
+      throw new Error(`cannot copy the pipe server to ${dest}: ${(e as Error).message}`);
+    }
+    host.say(`done: copied ${path.basename(pipeExe)} to ${dest}`);
+  }
+  const bin = host.toWindows(dest);
+  const binPath = /\s/.test(bin) ? `"${bin}"` : bin;
+  if (exists) await step(host, `${PIPE_SERVICE} service already registered`, 'sc.exe', ['config', PIPE_SERVICE, 'binPath=', binPath, 'start=', 'auto', 'obj=', 'LocalSystem'], { mayFail: true });
+  else await step(host, `${PIPE_SERVICE} service: ${bin}, started at boot as LocalSystem`, 'sc.exe', ['create', PIPE_SERVICE, 'binPath=', binPath, 'start=', 'auto', 'obj=', 'LocalSystem', 'DisplayName=', 'pwsync pipe server']);
+  await step(host, `${PIPE_SERVICE} service: restarted on failure`, 'sc.exe', ['failure', PIPE_SERVICE, ...PIPE_FAILURE]);
+  await step(host, `start the ${PIPE_SERVICE} service now`, 'sc.exe', ['start', PIPE_SERVICE], { mayFail: true });
+  if (host.dryRun) return;
+  for (let i = 0; i < 40; i++) { // 40 × 250 ms for START_PENDING to become RUNNING
+    const state = await serviceState(host);
+    if (state === 4) {
+      host.say(`done: the ${PIPE_SERVICE} service is running`);
+      return;
+    }
+    if (state !== 2) break;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  host.say(`the ${PIPE_SERVICE} service is not running: see \`sc.exe query ${PIPE_SERVICE}\` and its log in the spool folder (pwsync-pipe.log); until it runs, the DLL spools every change`);
+}
+
+async function removePipeService(host: InstallHost): Promise<void> {
+  if (!host.dryRun) {
+    if ((await serviceState(host)) === undefined) {
+      host.say(`done: no ${PIPE_SERVICE} service`);
+    } else {
+      await stopPipeService(host);
+      await step(host, `remove the ${PIPE_SERVICE} service`, 'sc.exe', ['delete', PIPE_SERVICE], { mayFail: true });
+    }
+  } else {
+    await step(host, `stop the ${PIPE_SERVICE} service`, 'sc.exe', ['stop', PIPE_SERVICE], { mayFail: true });
+    await step(host, `remove the ${PIPE_SERVICE} service`, 'sc.exe', ['delete', PIPE_SERVICE], { mayFail: true });
+  }
+  const exe = path.join(host.system32, PIPE_EXE);
+  if (host.dryRun) host.say(`would delete ${exe}`);
+  else if (existsSync(exe)) {
+    try {
+      rmSync(exe, { force: true });
+      host.say(`done: deleted ${exe}`);
+    } catch {
+      host.say(`cannot delete ${exe} yet (still running?): delete it after the reboot`);
+    }
+  }
 }
 
 export async function uninstall(opts: Pick<InstallOptions, 'config' | 'taskName'>, host: InstallHost): Promise<void> {
@@ -149,6 +244,7 @@ export async function uninstall(opts: Pick<InstallOptions, 'config' | 'taskName'
     const rest = current.filter((i) => !listsPackage([i], w.dllName));
     await step(host, `${NOTIFICATION_PACKAGES}: remove ${w.dllName}`, 'reg.exe', ['add', LSA_KEY, '/v', NOTIFICATION_PACKAGES, '/t', 'REG_MULTI_SZ', '/d', rest.join('\\0'), '/f']);
   } else host.say(`done: ${NOTIFICATION_PACKAGES} does not list ${w.dllName}`);
+  await removePipeService(host);
   const taskName = opts.taskName ?? TASK_NAME;
   await step(host, `stop ${taskName}`, 'schtasks.exe', ['/End', '/TN', taskName], { mayFail: true });
   await step(host, `remove the scheduled task ${taskName}`, 'schtasks.exe', ['/Delete', '/TN', taskName, '/F'], { mayFail: true });

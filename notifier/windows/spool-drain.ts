@@ -10,14 +10,16 @@ import { logEvent } from '../event-log.ts';
 import { HookProtocolError } from '../hook-protocol.ts';
 import { readDllStatus, statusProblem } from './dll-status.ts';
 import { decodeFrame, encodeFrame, FrameError, parseSpoolFileName, type FrameEntry } from './frame.ts';
-import { startPipeEndpoint, type PipeEndpoint } from './pipe-endpoint.ts';
 import { listsPackage, notificationPackages, runCommand, type CommandRunner } from './registry.ts';
 import { spoolPaths, syncDir, writeDurable, type SpoolPaths } from './spool.ts';
 
 /**
  * Capture on a Windows DC (the `windows` capture source): the filter DLL seals each change in
- * LSASS and hands the frame over the named pipe (served here on Windows, pipe-endpoint.ts) or
- * spools it; either way it lands in `<spoolDir>\new`. The drain takes those files in name order
+ * LSASS and hands the frame over the named pipe or spools it; either way it lands in
+ * `<spoolDir>\new`. The pipe is served by pwsync-pipe.exe (notifier/windows/dll/pwsync-pipe.c), the
+ * LocalSystem service `pwsync-pipe` that `pwsync notifier install` registers: it creates the pipe
+ * with a SYSTEM-only DACL (which Node cannot set) and writes each frame it acknowledges into
+ * `new\` exactly as the DLL spools one. This process only drains. The drain takes those files in name order
  * (change time, then change id), puts each target's envelope into that target's queue as it is
  * (never opened: the notifier holds no password here), and deletes the file only once the queue
  * write is durable.
@@ -34,7 +36,7 @@ import { spoolPaths, syncDir, writeDurable, type SpoolPaths } from './spool.ts';
  */
 export interface WindowsCaptureOptions {
   spoolDir: string;
-  /** Served in this process on Windows; elsewhere (tests) pwsync-pipe.mjs under Windows node serves it. */
+  /** The pipe the pwsync-pipe service serves (registry PipeName): only named in the log here. */
   pipe?: string;
   dllName: string;
   pollMs: number;
@@ -75,7 +77,6 @@ export class WindowsCapture implements CaptureSource {
   private again = false;
   private watcher: FSWatcher | undefined;
   private timers: NodeJS.Timeout[] = [];
-  private endpoint: PipeEndpoint | undefined;
   private warnedHost = false;
   private lastProblem = '';
   private failuresSeen = 0;
@@ -95,14 +96,6 @@ export class WindowsCapture implements CaptureSource {
       throw new Error(`notifier.capture.windows.spoolDir ${this.paths.root} does not exist: create it (\`pwsync notifier install\` does, with a DACL for SYSTEM and Administrators only)`);
     }
     mkdirSync(this.paths.new, { recursive: true, mode: 0o700 });
-    const platform = this.opts.platform ?? process.platform;
-    if (this.opts.pipe) {
-      if (platform === 'win32') {
-        this.endpoint = await startPipeEndpoint({ pipe: this.opts.pipe, spoolDir: this.paths.root, log: log.child({ component: 'pipe' }) });
-      } else {
-        log.info({ pipe: this.opts.pipe }, 'the pipe is served only on Windows (here by pwsync-pipe.mjs under Windows node, if at all); draining the spool folder');
-      }
-    }
     await this.forgetOldTaken();
     await this.checkState();
     try {
@@ -115,7 +108,7 @@ export class WindowsCapture implements CaptureSource {
     this.timers.push(setInterval(() => { void this.checkState(); }, Math.min(STATE_EVERY_MS, Math.max(1_000, this.opts.pollMs * 5))));
     this.timers.push(setInterval(() => { void this.forgetOldTaken(); }, 3_600_000));
     for (const t of this.timers) t.unref();
-    log.info({ spoolDir: this.paths.root, pipe: this.endpoint?.pipe, state: this.current, detail: this.detail }, 'Windows capture: draining the filter DLL\'s spool folder');
+    log.info({ spoolDir: this.paths.root, pipe: this.opts.pipe, pipeServer: this.opts.pipe ? 'the pwsync-pipe service' : 'none (spool only)', state: this.current, detail: this.detail }, 'Windows capture: draining the filter DLL\'s spool folder');
     this.kick();
   }
 
@@ -123,7 +116,6 @@ export class WindowsCapture implements CaptureSource {
     this.stopped = true;
     for (const t of this.timers) clearInterval(t);
     this.watcher?.close();
-    await this.endpoint?.close();
     await this.draining;
   }
 

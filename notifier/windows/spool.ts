@@ -5,7 +5,7 @@ import { spoolFileName } from './frame.ts';
 
 /**
  * The spool folder (registry `SpoolDir`): the DLL writes a frame to `tmp\`, flushes it and moves
- * it into `new\`; the pipe endpoint does the same for a frame it acknowledges. The drain takes
+ * it into `new\`; the pipe server (pwsync-pipe.exe) does the same for a frame it acknowledges. The drain takes
  * `new\` in name order; a frame it cannot read goes to `bad\`, one it cannot queue for a target
  * to `aside\`, each with a `.reason` file beside it. `status.txt` is the DLL's own report.
  *

@@ -1,5 +1,5 @@
 /**
- * Wine for the Windows-side tests (issue 7): the filter DLL and the notifier's pipe end, on Linux.
+ * Wine for the Windows-side tests (issue 7): the filter DLL and the notifier's pipe server, on Linux.
  *
  * Usage, in a test file (one prefix per file; a fresh one takes ~15 s):
  *   ensureWindowsBuild();                       // builds build/windows/ if missing or older than the sources
@@ -14,7 +14,8 @@
  * Build output (scripts/build-windows.sh, `npm run build:windows`), in build/windows/:
  *   pwsyncfilter.dll (production), pwsyncfilter-test.dll (+ suite 0xF1, test exports),
  *   pwsyncfilter-nowipe.dll (memory-scan negative control), harness.exe (LSASS stand-in: see the
- *   comment at the top of notifier/windows/dll/harness.c), pipeserver.exe (stand-in pipe end).
+ *   comment at the top of notifier/windows/dll/harness.c), pipeserver.exe (stand-in pipe end),
+ *   pwsync-pipe.exe (the notifier's pipe server: `wine.spawn(PIPE_EXE, ['--console', ...])`).
  * Paths handed to Windows programs go through wine.winPath (Z: is /). Passwords go to the harness
  * on stdin as hex of UTF-16LE, never in argv, env or a file.
  */
@@ -36,10 +37,12 @@ export const DLL = {
 };
 export const HARNESS = path.join(WINDOWS_BUILD, 'harness.exe');
 export const PIPESERVER = path.join(WINDOWS_BUILD, 'pipeserver.exe');
+/** The notifier's pipe server (notifier/windows/dll/pwsync-pipe.c), the service pwsync-pipe. */
+export const PIPE_EXE = path.join(WINDOWS_BUILD, 'pwsync-pipe.exe');
 
 /** Runs scripts/build-windows.sh when an output is missing or older than a source or the script. */
 export function ensureWindowsBuild(): void {
-  const outputs = [...Object.values(DLL), HARNESS, PIPESERVER];
+  const outputs = [...Object.values(DLL), HARNESS, PIPESERVER, PIPE_EXE];
   const inputs = [...readdirSync(SOURCES).map((f) => path.join(SOURCES, f)), path.join(REPO, 'scripts/build-windows.sh')];
   const newest = Math.max(...inputs.map((f) => statSync(f).mtimeMs));
   if (outputs.every((f) => existsSync(f) && statSync(f).mtimeMs >= newest)) return;

@@ -11,19 +11,18 @@ import { openSqliteBroker } from '../../core/broker-sqlite.ts';
 import { verifyPassword } from '../../extensions/examples/scrypt-hash/verify.ts';
 import { queryStatus } from '../../hub/admin.ts';
 import { HubState } from '../../hub/state.ts';
-import { bundlePipeEndpoint } from '../../scripts/bundle-pipe-endpoint.ts';
 import { testDir } from '../lib/dirs.ts';
 import { TEST_PASSWORD_PREFIX, testPassword } from '../lib/passwords.ts';
 import { scanTree } from '../lib/scan.ts';
-import { DLL, ensureWindowsBuild, fields, harness, p256Target, rsaPublicBlob, startWine, windowsNode, writeHarnessConfig, type HarnessTarget, type Wine } from '../lib/wine.ts';
+import { DLL, ensureWindowsBuild, fields, harness, p256Target, PIPE_EXE, rsaPublicBlob, startWine, writeHarnessConfig, type HarnessTarget, type Wine } from '../lib/wine.ts';
 import { rsaTestKey } from './helpers.ts';
 
 /**
  * The filter DLL end to end, under Wine: harness.exe (standing in for LSASS) loads the test build
  * of the DLL, which seals each change with the test-only suite 241 (Wine's CNG cannot derive an
  * ECDH secret) and hands it over. Spool path: the DLL writes `<spool>\new` through Z:, the notifier
- * on Linux drains it. Pipe path: Windows node.exe runs the bundled pipe endpoint, which makes the
- * frame durable in the same spool folder and acknowledges it. Both go notifier → hub (started with
+ * on Linux drains it. Pipe path: pwsync-pipe.exe (the native pipe server, SYSTEM-only DACL) makes
+ * the frame durable in the same spool folder and acknowledges it. Both go notifier → hub (started with
  * PWSYNC_TEST_ONLY_SUITES=1 and an RSA key) → a file target, where each password is verified.
  */
 const TEST_ENV = { PWSYNC_TEST_ONLY_SUITES: '1' };
@@ -126,12 +125,10 @@ test('spool path: a non-ASCII, an empty, a surrogate-pair and a 256-character pa
   assert.equal(existsSync(path.join(spool, 'aside')), false, 'nothing set aside');
 });
 
-test('pipe path: Windows node.exe serves the pipe; acknowledged changes reach the file target', async () => {
-  const node = await windowsNode();
-  const bundle = await bundlePipeEndpoint(path.join(root, 'pwsync-pipe.mjs'));
+test('pipe path: pwsync-pipe.exe serves the pipe; acknowledged changes reach the file target', async () => {
   const ready = path.join(root, 'pipe.ready');
-  pipeEndpoint = wine.spawn(node, [wine.winPath(bundle), '--pipe', PIPE, '--spool', wine.winPath(spool), '--log', wine.winPath(path.join(root, 'pipe.log')), '--ready', wine.winPath(ready)], path.join(root, 'pipe.out'));
-  await until('the pipe endpoint listens', 60_000, () => (existsSync(ready) ? true : undefined));
+  pipeEndpoint = wine.spawn(PIPE_EXE, ['--console', '--pipe', PIPE, '--spool', wine.winPath(spool), '--log', wine.winPath(path.join(root, 'pipe.log')), '--ready', wine.winPath(ready)], path.join(root, 'pipe.out'));
+  await until('pwsync-pipe.exe listens', 60_000, () => (existsSync(ready) ? true : undefined));
   await writeHarnessConfig(wine, { spoolDir: spool, pipeName: PIPE, domain: DOMAIN, targets: [target] });
   const pw = testPassword('erin über € 🔑');
   const [call] = await notify('erin', [pw]);
@@ -147,7 +144,7 @@ test('measure: PasswordChangeNotify over 200 calls, pipe up and pipe down (spool
   const up = (await notify('frank', [pw], 200)).find((f) => f.median_us);
   assert.ok(up?.median_us, 'a timing line');
   pipeEndpoint?.kill('SIGKILL');
-  await until('the pipe endpoint exited', 30_000, () => (pipeEndpoint!.exitCode !== null || pipeEndpoint!.signalCode !== null ? true : undefined));
+  await until('pwsync-pipe.exe exited', 30_000, () => (pipeEndpoint!.exitCode !== null || pipeEndpoint!.signalCode !== null ? true : undefined));
   const calls = await notify('grace', [testPassword('grace-bench')], 200);
   const down = calls.find((f) => f.median_us);
   assert.ok(calls.filter((c) => c.call !== undefined || c.n).every((c) => !c.status || c.status === '0x00000000'));

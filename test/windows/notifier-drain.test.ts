@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { connect } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
@@ -13,7 +12,6 @@ import { decodeQueuedChange, deliverSubject } from '../../notifier/queued-change
 import { includeAll } from '../../notifier/scope.ts';
 import { parseDllStatus, statusProblem } from '../../notifier/windows/dll-status.ts';
 import { decodeFrame, encodeFrame, FrameError, spoolFileName } from '../../notifier/windows/frame.ts';
-import { startPipeEndpoint } from '../../notifier/windows/pipe-endpoint.ts';
 import { listsPackage, multiSzItems, parseRegQuery, type CommandRunner } from '../../notifier/windows/registry.ts';
 import { startWindowsCapture, type WindowsCapture } from '../../notifier/windows/spool-drain.ts';
 import { capturingLog, tempDir, waitFor } from '../notifier/helpers.ts';
@@ -23,7 +21,7 @@ import { dllBinding, rsaTestKey, sealP256, sealTestSuite } from './helpers.ts';
 /**
  * The notifier's side of the filter DLL's handoff, without Wine: frames made in Node as the DLL
  * makes them, dropped into a spool folder, drained into the per-target queues; the DLL's status
- * file read into the capture state; the pipe endpoint on a Unix socket.
+ * file read into the capture state. (The pipe server is native: pipe-server.test.ts.)
  */
 const DOMAIN = 'corp.example.com';
 
@@ -294,48 +292,4 @@ test('reg.exe output: values and REG_MULTI_SZ items', () => {
   assert.deepEqual(multiSzItems('scecli\\0rassfm\\0'), ['scecli', 'rassfm']);
   assert.equal(listsPackage(['scecli', 'PwSyncFilter'], 'pwsyncfilter'), true);
   assert.equal(listsPackage(['scecli'], 'pwsyncfilter'), false);
-});
-
-test('pipe endpoint: a frame is made durable in new\\ before its ack; a bad one is cut off unanswered', async () => {
-  const dir = tempDir();
-  const spool = path.join(dir, 'spool');
-  mkdirSync(spool);
-  const sock = path.join(dir, 'p.sock');
-  const { log } = capturingLog();
-  const ep = await startPipeEndpoint({ pipe: sock, spoolDir: spool, log });
-  const exchange = (bytes: Buffer): Promise<{ reply: Buffer; closed: boolean }> => new Promise((resolve, reject) => {
-    const c = connect(sock);
-    const got: Buffer[] = [];
-    c.on('data', (d: Buffer) => {
-      got.push(d);
-      if (Buffer.concat(got).length >= 17) {
-        c.destroy();
-        resolve({ reply: Buffer.concat(got), closed: false });
-      }
-    });
-    c.on('close', () => resolve({ reply: Buffer.concat(got), closed: true }));
-    c.on('error', reject);
-    c.write(bytes);
-  });
-  const framed = (f: Buffer): Buffer => {
-    const len = Buffer.alloc(4);
-    len.writeUInt32BE(f.length);
-    return Buffer.concat([len, f]);
-  };
-  try {
-    const b = dllBinding();
-    const frame = encodeFrame(b.changeId, [{ target: 'hubA', envelope: sealP256(keyA, b, testPassword('pipe')) }]);
-    const { reply } = await exchange(framed(frame));
-    assert.deepEqual(reply, Buffer.concat([Buffer.from('A'), b.changeId]));
-    assert.deepEqual(readFileSync(path.join(spool, 'new', spoolFileName(b.changeTime, b.changeId))), frame);
-    assert.deepEqual(readdirSync(path.join(spool, 'tmp')), []);
-    const bad = await exchange(framed(Buffer.from('PWC1 but nothing else that makes sense')));
-    assert.deepEqual(bad, { reply: Buffer.alloc(0), closed: true });
-    const huge = await exchange(Buffer.from([0xff, 0xff, 0xff, 0xff]));
-    assert.deepEqual(huge, { reply: Buffer.alloc(0), closed: true });
-    assert.equal(ep.acked, 1);
-    assert.equal(readdirSync(path.join(spool, 'new')).length, 1);
-  } finally {
-    await ep.close();
-  }
 });

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -15,10 +15,11 @@ import { DLL, ensureWindowsBuild, fields, harness, startWine, type Wine } from '
 import { rsaTestKey } from './helpers.ts';
 
 /**
- * `pwsync notifier install` / `uninstall` against Wine's registry (Wine's reg.exe is real; its
- * schtasks.exe and icacls.exe are stubs, so the boot task and the spool DACL are only issued here,
- * not checked). Then the filter DLL, loaded by the harness with no other configuration, captures
- * a change with the settings the installer wrote.
+ * `pwsync notifier install` / `uninstall` against Wine's registry and service manager (Wine's
+ * reg.exe and sc.exe are real; its schtasks.exe and icacls.exe are stubs, so the boot task and the
+ * spool DACL are only issued here, not checked). The pipe server pwsync-pipe.exe is registered and
+ * started as the service pwsync-pipe; then the filter DLL, loaded by the harness with no other
+ * configuration, hands a change to that service, which makes it durable in the spool folder.
  */
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const REPO = path.resolve(HERE, '../..');
@@ -41,6 +42,18 @@ function child(verb: 'install' | 'uninstall', dll = DLL.test): Promise<string> {
 async function reg(args: string[]): Promise<{ code: number | null; out: string }> {
   const r = await wine.run('reg.exe', args);
   return { code: r.code, out: r.stdout };
+}
+
+/** `sc.exe ARGS` with its output in a file: read through a pipe it would hang under Wine. */
+function sc(args: string[]): { code: number | null; out: string } {
+  const file = path.join(dir, 'sc.out');
+  const fd = openSync(file, 'w');
+  try {
+    const r = spawnSync('wine', ['sc.exe', ...args], { env: wine.env, stdio: ['ignore', fd, fd], timeout: 30_000 });
+    return { code: r.status, out: readFileSync(file, 'utf8') };
+  } finally {
+    closeSync(fd);
+  }
 }
 
 async function packages(): Promise<string[]> {
@@ -103,6 +116,16 @@ test('install writes the DLL settings of iface7, appends to Notification Package
   assert.equal(t2.find((v) => v.name === 'Suite')?.data, '0x1');
   assert.equal(t2.find((v) => v.name === 'Enabled')?.data, '0x0');
   assert.ok(existsSync(path.join(wine.prefix, 'drive_c', 'windows', 'system32', 'pwsyncfilter.dll')));
+  // The pipe server: copied beside the DLL, a LocalSystem auto-start service, running, SYSTEM-only.
+  const exe = path.join(wine.prefix, 'drive_c', 'windows', 'system32', 'pwsync-pipe.exe');
+  assert.ok(existsSync(exe));
+  assert.match(out, /done: pwsync-pipe service: .*pwsync-pipe\.exe, started at boot as LocalSystem/);
+  assert.match(out, /done: pwsync-pipe service: restarted on failure/);
+  assert.match(out, /done: the pwsync-pipe service is running/);
+  assert.match(sc(['query', 'pwsync-pipe']).out, /STATE\s*:\s*4\s+RUNNING/);
+  const sddl = await wine.run(exe, ['--print-sddl', '\\\\.\\pipe\\pwsync-hook']);
+  assert.match(sddl.stdout, /^sddl=D:P\(A;;GA;;;SY\)\r?$/m, sddl.stdout);
+  assert.match(readFileSync(path.join(spool, 'pwsync-pipe.log'), 'latin1'), /its DACL read back: D:P\(A;;GA;;;SY\)/);
 });
 
 test('the DLL loaded with no other configuration captures a change with the installed settings', async () => {
@@ -110,7 +133,8 @@ test('the DLL loaded with no other configuration captures a change with the inst
   const r = await harness(wine, ['notify', wine.winPath(dll), 'alice', '1'], { passwords: [testPassword('installed')] });
   const call = r.lines.map(fields).find((f) => f.stage !== undefined && f.status !== undefined);
   assert.equal(call?.stage, 'done', r.stdout);
-  assert.equal(call?.spooled, '1', 'no notifier serves the pipe: spooled');
+  assert.equal(call?.pipe, 'acknowledged', 'the installed pwsync-pipe service took it over the pipe');
+  assert.equal(call?.spooled, '0', 'not spooled by the DLL itself');
   assert.match(readFileSync(path.join(spool, 'status.txt'), 'latin1'), /state=ok[^]*targets=1/);
   const [file] = readdirSync(path.join(spool, 'new'));
   const frame = decodeFrame(readFileSync(path.join(spool, 'new', file!)));
@@ -126,6 +150,9 @@ test('uninstall removes only its own entry, its settings and the DLL', async () 
   assert.deepEqual(await packages(), ['scecli', 'rassfm']);
   assert.notEqual((await reg(['query', 'HKLM\\SOFTWARE\\pwsync'])).code, 0, 'HKLM\\SOFTWARE\\pwsync is gone');
   assert.equal(existsSync(path.join(wine.prefix, 'drive_c', 'windows', 'system32', 'pwsyncfilter.dll')), false);
+  assert.match(out, /done: remove the pwsync-pipe service/);
+  assert.notEqual(sc(['query', 'pwsync-pipe']).code, 0, 'the pwsync-pipe service is gone');
+  assert.equal(existsSync(path.join(wine.prefix, 'drive_c', 'windows', 'system32', 'pwsync-pipe.exe')), false);
   await child('uninstall'); // idempotent
   assert.deepEqual(await packages(), ['scecli', 'rassfm']);
 });
@@ -141,4 +168,8 @@ test('on Linux the command refuses unless --dry-run, which prints every step', a
   assert.match(o, /would run: reg\.exe add HKLM\\SOFTWARE\\pwsync\\Targets\\hub1 \/v Suite \/t REG_DWORD \/d 241 \/f/);
   assert.match(o, /would run: reg\.exe add HKLM\\SYSTEM\\CurrentControlSet\\Control\\Lsa \/v "Notification Packages" \/t REG_MULTI_SZ \/d pwsyncfilter \/f/);
   assert.match(o, /would run: schtasks\.exe \/Create \/TN pwsync-notifier \/XML/);
+  assert.match(o, /would copy \S+pwsync-pipe\.exe to \S+pwsync-pipe\.exe/);
+  assert.match(o, /would run: sc\.exe create pwsync-pipe binPath= \S+pwsync-pipe\.exe start= auto obj= LocalSystem DisplayName= "pwsync pipe server"/);
+  assert.match(o, /would run: sc\.exe failure pwsync-pipe reset= 86400 actions= restart\/5000\/restart\/5000\/restart\/60000/);
+  assert.match(o, /would run: sc\.exe start pwsync-pipe/);
 });

@@ -13,6 +13,10 @@
  *                                    UTF-8 form XOR mask; counts clear copies left in this process
  *   harness vectors <dll>            stdin lines "hkdf salt ikm info" | "gcm key nonce aad pt" |
  *                                    "seal1 z epk user pw" (hex, "-" = empty): prints the DLL's answers
+ *   harness send <pipe> <ms>         a raw pipe client: writes the bytes of one stdin hex line (the
+ *                                    u32 length included) and waits up to <ms> for an answer; prints
+ *                                    "send open=0 error=…" or "send ok=1 ack=<hex>" | "send ok=0 got=<n> error=…"
+ *   harness hold <pipe> <ms>         connects, sends nothing, prints "held" and keeps the instance <ms>
  *
  * Passwords arrive on stdin (a pipe), never in argv or env. Output: one line per result, key=value.
  */
@@ -428,9 +432,80 @@ static int cmd_config(const wchar_t *file) {
   return 0;
 }
 
+/* ---------- raw pipe client (pwsync-pipe.exe tests) ---------- */
+
+static HANDLE open_pipe(const wchar_t *pipe) {
+  for (int i = 0; i < 50; i++) { /* bounded: 50 × 100 ms for a free instance */
+    HANDLE h = CreateFileW(pipe, GENERIC_READ | GENERIC_WRITE, 0, NULL, OPEN_EXISTING,
+                           FILE_FLAG_OVERLAPPED | SECURITY_SQOS_PRESENT | SECURITY_IDENTIFICATION, NULL);
+    if (h != INVALID_HANDLE_VALUE || GetLastError() != ERROR_PIPE_BUSY) return h;
+    WaitNamedPipeW(pipe, 100);
+  }
+  return INVALID_HANDLE_VALUE;
+}
+
+static DWORD io_wait(HANDLE h, OVERLAPPED *ov, DWORD ms, DWORD *n) {
+  if (WaitForSingleObject(ov->hEvent, ms) != WAIT_OBJECT_0) {
+    CancelIoEx(h, ov);
+    GetOverlappedResult(h, ov, n, TRUE);
+    return WAIT_TIMEOUT;
+  }
+  return GetOverlappedResult(h, ov, n, FALSE) ? 0 : GetLastError();
+}
+
+static int cmd_send(const wchar_t *pipe, DWORD ms) {
+  static char line[1 << 22];
+  BYTE *msg = NULL, ack[64];
+  DWORD n = 0, got = 0, err = 0;
+  OVERLAPPED ov;
+  if (!fgets(line, sizeof line, stdin)) die("send: no stdin line");
+  line[strcspn(line, "\r\n")] = 0;
+  int len = unhex(line, &msg);
+  if (len < 0) die("send: stdin is not hex");
+  HANDLE h = open_pipe(pipe);
+  if (h == INVALID_HANDLE_VALUE) { printf("send open=0 error=%lu\n", GetLastError()); return 0; }
+  ZeroMemory(&ov, sizeof ov);
+  ov.hEvent = CreateEventW(NULL, TRUE, FALSE, NULL);
+  ULONGLONG deadline = GetTickCount64() + ms;
+  if (!WriteFile(h, msg, (DWORD)len, NULL, &ov) && (err = GetLastError()) != ERROR_IO_PENDING) goto done;
+  if ((err = io_wait(h, &ov, ms, &n))) goto done;
+  while (got < 17) {
+    ULONGLONG now = GetTickCount64();
+    if (now >= deadline) { err = WAIT_TIMEOUT; break; }
+    ResetEvent(ov.hEvent);
+    if (!ReadFile(h, ack + got, sizeof ack - got, NULL, &ov) && (err = GetLastError()) != ERROR_IO_PENDING) break;
+    if ((err = io_wait(h, &ov, (DWORD)(deadline - now), &n))) break;
+    if (!n) { err = ERROR_BROKEN_PIPE; break; }
+    got += n;
+  }
+done:
+  if (got == 17 && ack[0] == 'A') {
+    printf("send ok=1 ack=");
+    printhex(ack + 1, 16);
+    printf("\n");
+  } else {
+    printf("send ok=0 got=%lu error=%lu\n", got, err);
+  }
+  CloseHandle(ov.hEvent);
+  CloseHandle(h);
+  return 0;
+}
+
+static int cmd_hold(const wchar_t *pipe, DWORD ms) {
+  HANDLE h = open_pipe(pipe);
+  if (h == INVALID_HANDLE_VALUE) { printf("hold open=0 error=%lu\n", GetLastError()); fflush(stdout); return 1; }
+  printf("held\n");
+  fflush(stdout);
+  Sleep(ms);
+  CloseHandle(h);
+  return 0;
+}
+
 int wmain(int argc, wchar_t **argv) {
   setvbuf(stdout, NULL, _IOFBF, 1 << 16);
   if (argc >= 3 && !wcscmp(argv[1], L"config")) return cmd_config(argv[2]);
+  if (argc == 4 && !wcscmp(argv[1], L"send")) { int rc = cmd_send(argv[2], (DWORD)_wtoi(argv[3])); fflush(stdout); return rc; }
+  if (argc == 4 && !wcscmp(argv[1], L"hold")) return cmd_hold(argv[2], (DWORD)_wtoi(argv[3]));
   if (argc < 3) {
     fprintf(stderr, "usage: harness config <file> | notify <dll> <user> <n> | badargs <dll> | wild <dll> | memscan <dll> <user> <mask> | vectors <dll>\n");
     return 2;
