@@ -8,6 +8,7 @@ import { loadHubConfig, type LoadedHubConfig } from '../config/load.ts';
 import { isPwsyncError, UsageError, describeError } from '../core/errors.ts';
 import { EVENTS } from '../core/events.ts';
 import { silentLogger } from '../core/log.ts';
+import { openBroker } from '../hub/service.ts';
 
 /** Where the command writes; the tests hand in their own. */
 export type ConnectorCommandIO = CommandIO;
@@ -50,15 +51,20 @@ export async function testConnector(configFile: string, name: string, io: Connec
   }
 
   const log = silentLogger();
+  // A remote connector's test pings its worker through the hub's NATS.
+  let remote: Awaited<ReturnType<typeof openBroker>> | undefined;
   let connector;
   try {
+    if (c.kind === 'remote') remote = await openBroker(config, log);
     const inner = createConnector(c.name, c.kind, c.connection, {
       log, resolvePath: (p) => path.resolve(config.baseDir, p), requireSecureConnection: c.requireSecureConnection,
+      timeoutMs: c.timeout, ...(remote?.bus ? { bus: remote.bus } : {}),
     });
     connector = wrapConnector(inner, { timeoutMs: c.timeout, log });
   } catch (e) {
+    await remote?.broker.close();
     io.err(describeError(e));
-    return 2;
+    return isPwsyncError(e) ? 1 : 2;
   }
   try {
     await connector.open();
@@ -83,5 +89,6 @@ export async function testConnector(configFile: string, name: string, io: Connec
     return e instanceof UsageError ? 2 : 1;
   } finally {
     await connector.close().catch(() => undefined);
+    await remote?.broker.close();
   }
 }

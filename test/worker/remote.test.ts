@@ -98,6 +98,9 @@ test('a change reaches the target behind a connector worker that only connects o
   const view = (JSON.parse(json.stdout()) as { workers: Array<{ connected: boolean; state: { applied: number; inFlight: number; lastRequestAt: number } }> }).workers[0]!;
   assert.equal(view.connected, true);
   assert.ok(view.state.applied >= 2 && view.state.lastRequestAt > 0, JSON.stringify(view));
+  const ping = spawnPwsync(['connector', 'test', '--config', lab.hubConfig, 'dmz-csv']);
+  assert.equal(await ping.exited, 0, ping.stderr());
+  assert.match(ping.stdout(), /connector dmz-csv \(remote\): ok: worker dmz-csv-worker on .* is connected/);
   const sync = spawnPwsync(['status', '--config', lab.hubConfig, '--account', 'alice']);
   assert.equal(await sync.exited, 0, sync.stderr());
   assert.match(sync.stdout(), /alice\s+dmz-csv\s+in-sync/);
@@ -110,6 +113,9 @@ test('while the worker is down the hub keeps the set-operations; once it is back
   const down = spawnPwsync(['status', '--config', lab.hubConfig, '--workers']);
   assert.equal(await down.exited, 0, down.stderr());
   assert.match(down.stdout(), /dmz-csv\s+dmz-csv-worker\s+not connected \(6972\)/);
+  const ping = spawnPwsync(['connector', 'test', '--config', lab.hubConfig, 'dmz-csv']);
+  assert.equal(await ping.exited, 1);
+  assert.match(ping.stderr(), /event 6972: no connector worker listens on pwsync\.worker\.dmz-csv\.ping/);
   await until('the hub to log that no worker answers', 30_000, () => (/"eventId":6940[^\n]*no connector worker listens/.test(readFileSync(lab.hubLog, 'utf8')) ? true : undefined));
   workerProc = await worker.startReady();
   await arrivedAtWorker(expected, 60_000);
