@@ -1,5 +1,5 @@
 import type { NatsConnection } from '@nats-io/transport-node';
-import type { WorkerBus } from './worker-bus.ts';
+import { NoWorkerError, type WorkerBus } from './worker-bus.ts';
 import { natsError } from './broker-nats-errors.ts';
 import { PwsyncError } from './errors.ts';
 
@@ -38,7 +38,7 @@ function requestError(e: unknown, subject: string, timeoutMs: number, servers: r
   for (let c = e; c instanceof Error && chain.length < 5; c = c.cause) chain.push(c);
   // The client names it NoResponders (the class is NoRespondersError).
   if (chain.some((c) => c.name === 'NoResponders' || c.name === 'NoRespondersError')) {
-    return new PwsyncError(6972, `no connector worker listens on ${subject}: start \`pwsync worker --connector NAME\` next to the target`, { cause: e, retryable: true });
+    return new NoWorkerError(`no connector worker listens on ${subject}: start \`pwsync worker --connector NAME\` next to the target`, { cause: e });
   }
   if (chain.some((c) => c.name === 'TimeoutError')) {
     return new PwsyncError(6972, `the connector worker did not answer on ${subject} within ${timeoutMs} ms (it may have stopped, or the target is slow)`, { cause: e, retryable: true });

@@ -4,6 +4,7 @@ import type { Broker, Delivery } from '../core/broker.ts';
 import { subjectToken } from '../core/broker.ts';
 import type { Keyring } from '../core/envelope.ts';
 import { EVENTS, type EventId } from '../core/events.ts';
+import { NoWorkerError } from '../core/worker-bus.ts';
 import { applyBatch, asPwsyncError } from './apply.ts';
 import { decode, type OperationRecord, type OperationStatus } from './records.ts';
 import type { HubState } from './state.ts';
@@ -200,6 +201,8 @@ export class ConnectorWorker {
       if (outcome === undefined && outcomes.has(i.op.opId)) return this.succeed(i, status);
       const err = asPwsyncError(outcome ?? new Error('no outcome recorded'));
       if (!err.retryable) return this.fail(i, status, err.eventId, err.message);
+      // Nothing reached the target (no connector worker listened): not an attempt.
+      if (err instanceof NoWorkerError) status.attempts -= 1;
       if (status.attempts > t.config.retry.count) {
         return this.fail(i, status, 6941, `gave up after ${status.attempts} attempts; last: ${err.message}`);
       }

@@ -51,7 +51,7 @@ before(async () => {
     connectors: sampleConnectors(people).filter((c) => c.name === 'hr-csv'),
     hubConnectors: [{
       name: 'dmz-csv', kind: 'remote', connection: { publicKey: worker.publicKey },
-      join: [{ target: 'login', source: 'sAMAccountName' }], retry: { count: 20, interval: '1s' }, timeout: '10s', concurrency: 2,
+      join: [{ target: 'login', source: 'sAMAccountName' }], retry: { count: 2, interval: '1s' }, timeout: '10s', concurrency: 2,
     }],
     broker: { kind: 'nats', servers: nats.urls, tls: { ca: path.join(files, 'nats-ca.pem') }, user: 'hub', credentials: { fromFile: path.join(files, 'hub-nats.pw') }, replicas: 1 },
   });
@@ -106,7 +106,7 @@ test('a change reaches the target behind a connector worker that only connects o
   assert.match(sync.stdout(), /alice\s+dmz-csv\s+in-sync/);
 });
 
-test('while the worker is down the hub keeps the set-operations; once it is back they arrive', async () => {
+test('while the worker is down the hub keeps the set-operations beyond the connector\'s retries; once it is back they arrive', async () => {
   await lab.kill(workerProc);
   const expected = new Map<string, Buffer>();
   for (const sam of USERS.slice(0, 4)) expected.set(sam, await change(sam, 'while-down'));
@@ -117,8 +117,17 @@ test('while the worker is down the hub keeps the set-operations; once it is back
   assert.equal(await ping.exited, 1);
   assert.match(ping.stderr(), /event 6972: no connector worker listens on pwsync\.worker\.dmz-csv\.ping/);
   await until('the hub to log that no worker answers', 30_000, () => (/"eventId":6940[^\n]*no connector worker listens/.test(readFileSync(lab.hubLog, 'utf8')) ? true : undefined));
+  // retry.count is 2 at 1s: the worker stays away for longer, and nothing may fail for it.
+  await new Promise((r) => setTimeout(r, 5000));
   workerProc = await worker.startReady();
   await arrivedAtWorker(expected, 60_000);
+  const json = spawnPwsync(['status', '--config', lab.hubConfig, '--connector', 'dmz-csv', '--operations', '--json']);
+  assert.equal(await json.exited, 0, json.stderr());
+  const ops = (JSON.parse(json.stdout()) as { operations: Array<{ account: { samAccountName: string }; state: string; attempts: number; eventId?: number }> }).operations
+    .filter((o) => USERS.slice(0, 4).includes(o.account.samAccountName));
+  assert.equal(ops.length, 4);
+  for (const o of ops) assert.deepEqual([o.state, o.attempts], ['successful', 1], `${o.account.samAccountName}: applied at the first attempt that reached a worker (${JSON.stringify(o)})`);
+  assert.doesNotMatch(readFileSync(lab.hubLog, 'utf8'), /"eventId":6941/);
 });
 
 test('a second worker for the same connector refuses to start, naming the one that runs', async () => {
