@@ -12,8 +12,14 @@ export function register(program: Command): void {
       const config = await loadHubConfig(opts.config);
       const log = createLogger({ level: config.hub.log.level, file: config.hub.log.file, name: 'pwsync-hub' });
       const hub = await startHub(config, log);
-      const signal = await untilSignal();
-      log.info({ signal }, 'stopping: draining in-flight set-operations');
+      const why = await Promise.race([untilSignal(), hub.failed]);
+      if (why instanceof Error) {
+        // A loop that stopped would leave the hub accepting changes it never applies: exit non-zero instead.
+        process.exitCode = 1;
+        log.error({ err: why.message }, 'stopping: a hub loop failed');
+      } else {
+        log.info({ signal: why }, 'stopping: draining in-flight set-operations');
+      }
       await hub.stop();
       log.info('hub stopped');
       log.flush();

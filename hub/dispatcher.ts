@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import type { ConnectorConfig } from '../config/schema.ts';
 import type { Broker, Delivery } from '../core/broker.ts';
 import { subjectToken } from '../core/broker.ts';
+import { BrokerPatience } from '../core/broker-patience.ts';
 import type { Keyring } from '../core/envelope.ts';
 import { EVENTS, type EventId } from '../core/events.ts';
 import { NoWorkerError } from '../core/worker-bus.ts';
@@ -68,9 +69,9 @@ export class ConnectorWorker {
 
   async run(signal: AbortSignal): Promise<void> {
     const c = this.target.config;
-    const consumer = await this.broker.consumer(`ops-${subjectToken(c.name)}`, opsSubject(c.name), {
-      ackWaitMs: ackWaitOf(c),
-    });
+    const patience = new BrokerPatience(this.target.log, `set-operations of connector ${c.name}`);
+    const consumer = await patience.consumer(this.broker, `ops-${subjectToken(c.name)}`, opsSubject(c.name), { ackWaitMs: ackWaitOf(c) }, signal);
+    if (!consumer) return;
     const heartbeat = setInterval(() => this.renewLeases(), HEARTBEAT_MS);
     try {
       while (!signal.aborted) {
@@ -78,7 +79,7 @@ export class ConnectorWorker {
           await new Promise<void>((r) => { this.wake = r; setTimeout(r, 1000); });
           continue;
         }
-        const batch = await consumer.fetch({ max: this.capacity - this.queued, expiresMs: 1000, signal });
+        const batch = await patience.fetch(consumer, { max: this.capacity - this.queued, expiresMs: 1000, signal });
         for (const delivery of batch) this.enqueue(delivery);
       }
       this.state = 'draining';

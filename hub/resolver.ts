@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import type { Broker, Delivery } from '../core/broker.ts';
+import { BrokerPatience } from '../core/broker-patience.ts';
 import { describeError } from '../core/errors.ts';
 import { operationId } from '../core/operation-id.ts';
 import { decode, encode, type ChangeRecord, type OperationRecord } from './records.ts';
@@ -23,9 +24,11 @@ export class Resolver {
   ) {}
 
   async run(signal: AbortSignal): Promise<void> {
-    const consumer = await this.broker.consumer('resolver', 'changes.>');
+    const patience = new BrokerPatience(this.log, 'resolver');
+    const consumer = await patience.consumer(this.broker, 'resolver', 'changes.>', undefined, signal);
+    if (!consumer) return;
     while (!signal.aborted) {
-      const batch = await consumer.fetch({ max: 256, expiresMs: 1000, signal });
+      const batch = await patience.fetch(consumer, { max: 256, expiresMs: 1000, signal });
       await Promise.all(batch.map((d) => this.handle(d)));
     }
   }

@@ -27,6 +27,8 @@ export type HubConfigFile = Readonly<HubConfig> & { readonly baseDir: string };
 export interface RunningHub {
   readonly port: number;
   readonly state: HubState;
+  /** Settles if one of the hub's loops (resolver, a connector's dispatcher) stopped on its own: the hub can no longer do its work and should exit. */
+  readonly failed: Promise<Error>;
   stop(): Promise<void>;
 }
 
@@ -113,7 +115,14 @@ export async function startHub(config: HubConfigFile, log: Logger): Promise<Runn
       const claims = shared ? { hubId: config.hub.id, leaseMs: ackWaitOf(t.config) } : undefined;
       loops.push(new ConnectorWorker(t, broker, state, keyring, claims).run(abort.signal));
     }
-    for (const l of loops) l.catch((e: unknown) => log.fatal({ err: describeError(e) }, 'a hub loop stopped'));
+    let failed!: (e: Error) => void;
+    const failure = new Promise<Error>((resolve) => { failed = resolve; });
+    for (const l of loops) {
+      l.catch((e: unknown) => {
+        log.fatal({ err: describeError(e) }, 'a hub loop stopped: the hub stops so that its supervisor restarts it');
+        failed(e instanceof Error ? e : new Error(describeError(e)));
+      });
+    }
     const dcs = domainSide = await startDomainSide(config, broker, log);
     const ingest = new Ingest(broker, keyring, config.domains, dcs.authorizer, log.child({ component: 'ingest' }));
     server = await createHubServer({
@@ -145,7 +154,7 @@ export async function startHub(config: HubConfigFile, log: Logger): Promise<Runn
     }
     runPurge();
     log.info({ listen: config.hub.listen, port: server.port, connectors: targets.map((t) => t.config.name) }, 'hub started');
-    return { port: server.port, state, stop: close };
+    return { port: server.port, state, failed: failure, stop: close };
   } catch (e) {
     await close().catch(() => undefined);
     throw e;
