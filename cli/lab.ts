@@ -1,9 +1,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, lstatSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { stringify } from 'yaml';
+import { parse, stringify } from 'yaml';
 import { generateRecipientKeys } from '../core/keys.ts';
 import { generateTlsMaterial } from '../core/tls-gen.ts';
 
@@ -264,6 +264,23 @@ export class Lab {
     if (!s || s.proc.exitCode !== null || s.proc.signalCode !== null) return;
     s.proc.kill('SIGKILL');
     await s.exited;
+  }
+
+  /**
+   * Another hub on the same broker (NATS): the lab hub's YAML with its own id, port, data folder
+   * and log (`logs/<id>.log`); resolves once its gRPC port answers.
+   */
+  async startPeerHub(id: string, timeoutMs = 60_000): Promise<{ service: Service; port: number; config: string; log: string }> {
+    const port = await freePort();
+    const config = path.join(this.root, `${id}.yaml`);
+    const text = readFileSync(this.hubConfig, 'utf8');
+    const doc = parse(text) as { hub: Record<string, unknown> & { log: Record<string, unknown> } };
+    Object.assign(doc.hub, { id, listen: `127.0.0.1:${port}`, dataDir: `${id}-data` });
+    doc.hub.log.file = `logs/${id}.log`;
+    writeFileSync(config, `${text.split('\n')[0]}\n${stringify(doc)}`);
+    const service = spawnPwsync(['hub', '--config', config]);
+    await until(`hub ${id} start`, timeoutMs, () => canConnect({ port, host: '127.0.0.1' }), service);
+    return { service, port, config, log: path.join(this.root, 'logs', `${id}.log`) };
   }
 
   async stopAll(): Promise<void> {

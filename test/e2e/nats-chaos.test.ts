@@ -1,12 +1,10 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { parse, stringify } from 'yaml';
 import { storedHashes } from '../../cli/demo.ts';
-import { DOMAIN, freePort, Lab, spawnPwsync, until, type Service } from '../../cli/lab.ts';
+import { DOMAIN, Lab, spawnPwsync, until, type Service } from '../../cli/lab.ts';
 import { sampleConnectors } from '../../cli/samples.ts';
 import { natsBrokerOptions } from '../../config/broker.ts';
 import { loadHubConfig } from '../../config/load.ts';
@@ -17,6 +15,7 @@ import { queryStatus } from '../../hub/admin.ts';
 import { HubState } from '../../hub/state.ts';
 import { sendHookChange } from '../../notifier/hook-client.ts';
 import { testDir } from '../lib/dirs.ts';
+import { editYaml } from '../lib/yaml.ts';
 import { startNatsCluster, type NatsCluster } from '../lib/nats.ts';
 import { testPassword } from '../lib/passwords.ts';
 import { createWorkerDir, natsAuthConf, type WorkerDir } from '../lib/worker.ts';
@@ -40,13 +39,6 @@ let workerProc: Service | undefined;
 let hub2: Service | undefined;
 let broker: NatsBroker | undefined;
 
-function editYaml(file: string, edit: (doc: Record<string, any>) => void): void {
-  const text = readFileSync(file, 'utf8');
-  const doc = parse(text) as Record<string, any>;
-  edit(doc);
-  writeFileSync(file, `${text.split('\n')[0]}\n${stringify(doc)}`);
-}
-
 before(async () => {
   const secrets = { hub: randomBytes(16).toString('hex'), worker: randomBytes(16).toString('hex') };
   const files = testDir('chaos-files');
@@ -62,6 +54,7 @@ before(async () => {
   });
   lab = await Lab.create({
     root,
+    logLevel: process.env.CHAOS_LOG_LEVEL ?? 'info',
     connectors: sampleConnectors(people).filter((c) => c.name === 'hr-csv').map((c) => ({ ...c, retry: { count: 30, interval: '1s' }, concurrency: 4 })),
     hubConnectors: [{
       name: 'dmz-csv', kind: 'remote', connection: { publicKey: worker.publicKey },
@@ -84,25 +77,15 @@ test('2,000 changes over 200 accounts to two targets, one behind a worker: kill 
   assert.equal(await init.exited, 0, init.stderr());
   workerProc = await worker.startReady();
   await lab.startHub();
-  const port2 = await freePort();
-  const hub2Config = path.join(lab.root, 'hub2.yaml');
-  writeFileSync(hub2Config, readFileSync(lab.hubConfig));
-  editYaml(hub2Config, (d) => {
-    d.hub.id = 'lab-hub-2';
-    d.hub.listen = `127.0.0.1:${port2}`;
-    d.hub.dataDir = 'hub2-data';
-    d.hub.log.file = 'logs/hub2.log';
-  });
-  hub2 = spawnPwsync(['hub', '--config', hub2Config]);
-  await until('the second hub', 60_000, () => new Promise<true | undefined>((resolve) => {
-    const c = net.connect({ port: port2, host: '127.0.0.1' }, () => { c.destroy(); resolve(true); });
-    c.on('error', () => resolve(undefined));
-  }), hub2);
+  // A second hub on the same NATS, with its own port, data folder and log.
+  const peer = await lab.startPeerHub('lab-hub-2');
+  hub2 = peer.service;
+  const port2 = peer.port;
   editYaml(lab.notifierConfig, (d) => { d.targets[0].failover = [`127.0.0.1:${port2}`]; });
   await lab.startNotifier();
 
   const appliedLines = (): number => (readFileSync(worker.log, 'utf8').match(/set-operations applied/g) ?? []).length;
-  const hubLogs = (): string => readFileSync(lab.hubLog, 'utf8') + readFileSync(path.join(lab.root, 'logs', 'hub2.log'), 'utf8');
+  const hubLogs = (): string => readFileSync(lab.hubLog, 'utf8') + readFileSync(path.join(lab.root, 'logs', 'lab-hub-2.log'), 'utf8');
   const latest = new Map<string, Buffer>();
   let acked = 0;
   const faults: string[] = [];

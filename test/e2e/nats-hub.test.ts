@@ -1,21 +1,20 @@
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { storedHash } from '../../cli/demo.ts';
-import { DOMAIN, freePort, Lab, spawnPwsync, until, type Service } from '../../cli/lab.ts';
+import { DOMAIN, Lab, spawnPwsync, until, type Service } from '../../cli/lab.ts';
 import { PEOPLE, sampleConnectors } from '../../cli/samples.ts';
 import { natsBrokerOptions } from '../../config/broker.ts';
 import { loadHubConfig } from '../../config/load.ts';
 import { openNatsBroker, type NatsBroker } from '../../core/broker-nats.ts';
-import { parse, stringify } from 'yaml';
 import { Secret } from '../../core/secret.ts';
 import { verifyPassword } from '../../extensions/builtin/password-hash.ts';
 import { sendHookChange } from '../../notifier/hook-client.ts';
 import { queryStatus } from '../../hub/admin.ts';
 import { HubState } from '../../hub/state.ts';
 import { testDir } from '../lib/dirs.ts';
+import { editYaml } from '../lib/yaml.ts';
 import { startNatsCluster, type NatsCluster } from '../lib/nats.ts';
 import { testPassword } from '../lib/passwords.ts';
 
@@ -85,29 +84,11 @@ test('after `pwsync broker init`, changes travel through JetStream to the target
   }
 });
 
-function editYaml(file: string, edit: (doc: Record<string, any>) => void): void {
-  const text = readFileSync(file, 'utf8');
-  const doc = parse(text) as Record<string, any>;
-  edit(doc);
-  writeFileSync(file, `${text.split('\n')[0]}\n${stringify(doc)}`);
-}
-
 test('two hubs share the broker: kill -9 of one under a stream of changes loses nothing; the notifier fails over', async () => {
   // A second hub on the same NATS, with its own port, data folder and log.
-  const port2 = await freePort();
-  const hub2Config = path.join(lab.root, 'hub2.yaml');
-  writeFileSync(hub2Config, readFileSync(lab.hubConfig));
-  editYaml(hub2Config, (d) => {
-    d.hub.id = 'lab-hub-2';
-    d.hub.listen = `127.0.0.1:${port2}`;
-    d.hub.dataDir = 'hub2-data';
-    d.hub.log.file = 'logs/hub2.log';
-  });
-  hub2 = spawnPwsync(['hub', '--config', hub2Config]);
-  await until('the second hub', 30_000, () => new Promise<true | undefined>((resolve) => {
-    const c = net.connect({ port: port2, host: '127.0.0.1' }, () => { c.destroy(); resolve(true); });
-    c.on('error', () => resolve(undefined));
-  }), hub2);
+  const peer = await lab.startPeerHub('lab-hub-2');
+  hub2 = peer.service;
+  const port2 = peer.port;
   await lab.stop(lab.notifier);
   editYaml(lab.notifierConfig, (d) => { d.targets[0].failover = [`127.0.0.1:${port2}`]; });
   await lab.startNotifier();
@@ -141,7 +122,7 @@ test('two hubs share the broker: kill -9 of one under a stream of changes loses 
     assert.equal(newest.state, 'successful', `${sam}: the latest change was applied`);
     assert.equal(new Set(ops.map((o) => o.changeId)).size, ops.length, `${sam}: one operation per change`);
   }
-  assert.match(readFileSync(path.join(lab.root, 'logs', 'hub2.log'), 'utf8'), /"eventId":6947/, 'the second hub applied set-operations');
+  assert.match(readFileSync(path.join(lab.root, 'logs', 'lab-hub-2.log'), 'utf8'), /"eventId":6947/, 'the second hub applied set-operations');
 });
 
 test('object claims over JetStream (R3): three hubs racing for one object, exactly one wins each round', async () => {
