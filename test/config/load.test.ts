@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, test } from 'node:test';
-import { configLocation, detectConfigKind, loadConfig, loadHubConfig, loadNotifierConfig } from '../../config/load.ts';
+import { configLocation, detectConfigKind, loadConfig, loadHubConfig, loadNotifierConfig, loadWorkerConfig } from '../../config/load.ts';
 import { HUB_HEAD, NOTIFIER_HEAD, csvConnector, target, tempDir, write } from './helpers.ts';
 
 const EXAMPLES = fileURLToPath(new URL('../../config/examples/', import.meta.url));
@@ -26,6 +26,27 @@ test('the example notifier configuration loads', async () => {
   assert.equal(config.notifier.hook.mode, '0600');
   assert.equal(config.notifier.queue.maxAge, 72 * 3_600_000);
   assert.deepEqual(config.targets.map((t) => [t.name, t.enabled]), [['hub1', true], ['hub-dr', false]]);
+});
+
+test('the example connector worker configuration loads', async () => {
+  const config = await loadWorkerConfig(path.join(EXAMPLES, 'worker.yaml'), { checkFiles: false });
+  assert.equal(config.worker.id, 'dmz-worker-1');
+  assert.equal(config.broker.kind, 'nats');
+  assert.deepEqual(config.connectors.map((c) => [c.name, c.kind, c.timeout]), [['dmz-ldap', 'ldap', 30_000]]);
+  assert.equal((config.connectors[0]!.connection as { pageSize: number }).pageSize, 500, 'connection defaults applied');
+});
+
+test('a worker file without NATS, or with a connector of kind remote, names what to fix', async () => {
+  const file = write(dir, 'bad-worker.yaml', [
+    'worker:', '  id: w', '  keys: [w.key]',
+    'connectors:', '  - name: a', '    kind: remote', '    connection: { publicKey: a.pub }',
+  ].join('\n'));
+  await assert.rejects(loadWorkerConfig(file, { checkFiles: false }), (e: unknown) => {
+    const m = (e as Error).message;
+    assert.match(m, /connectors\[0\]\.kind: a worker runs the real connector, not kind remote/);
+    assert.match(m, /a connector worker reaches hubs only through NATS, but broker\.kind is not nats/);
+    return true;
+  });
 });
 
 test('defaults are applied and durations compiled to milliseconds', async () => {
