@@ -1,9 +1,11 @@
 import type { Command } from 'commander';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { loadNotifierConfig } from '../config/load.ts';
 import { UsageError } from '../core/errors.ts';
 import { install, uninstall, type InstallHost } from '../notifier/windows/install.ts';
-import { runCommand } from '../notifier/windows/registry.ts';
+import { fileRunner, windowsHost } from '../notifier/windows/install-main.ts';
 import { PWSYNC_BIN, REPO } from './lab.ts';
 
 /**
@@ -11,16 +13,17 @@ import { PWSYNC_BIN, REPO } from './lab.ts';
  * DLL, its registry settings, Notification Packages, the pipe server service and the notifier at boot
  * (notifier/windows/install.ts). Windows only, except `--dry-run`, which prints the steps anywhere.
  */
-function host(dryRun: boolean): InstallHost {
+async function withHost(dryRun: boolean, fn: (host: InstallHost) => Promise<void>): Promise<void> {
   if (process.platform !== 'win32' && !dryRun) {
     throw new UsageError(`\`pwsync notifier install\` and \`uninstall\` set up capture on a Windows domain controller; this is ${process.platform}. On a Samba DC use notifier.capture.samba (\`pwsync samba setup\`); to see the Windows steps here, add --dry-run`);
   }
-  return {
-    run: runCommand, dryRun,
-    system32: path.join(process.env.SystemRoot ?? 'C:\\Windows', 'System32'),
-    toWindows: (p) => p,
-    say: (line) => process.stdout.write(`${line}\n`),
-  };
+  // The same host and runner as the bundled install program that the tests run under Windows node.exe.
+  const tmp = mkdtempSync(path.join(os.tmpdir(), 'pwsync-install-'));
+  try {
+    await fn(windowsHost(fileRunner(tmp), { dryRun }));
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
 }
 
 /** `pwsync notifier -c FILE install`: the YAML is the notifier command's own -c/--config (given before or after). */
@@ -37,15 +40,15 @@ export function registerWindows(notifier: Command): void {
     .action(async (opts: { dll: string; pipeExe?: string; dryRun?: boolean }, cmd: Command) => {
       const file = configOf(cmd);
       const config = await loadNotifierConfig(file, { checkFiles: true });
-      await install({
+      await withHost(opts.dryRun === true, (host) => install({
         config, dll: path.resolve(opts.dll), ...(opts.pipeExe ? { pipeExe: path.resolve(opts.pipeExe) } : {}), node: process.execPath, pwsyncBin: PWSYNC_BIN, configFile: path.resolve(file),
-      }, host(opts.dryRun === true));
+      }, host));
     });
   notifier.command('uninstall')
     .description('Windows DC (with the notifier\'s -c/--config): remove the filter DLL from Notification Packages, its settings, the pwsync-pipe service and the notifier task (reboot needed).')
     .option('--dry-run', 'print the steps, change nothing')
     .action(async (opts: { dryRun?: boolean }, cmd: Command) => {
       const config = await loadNotifierConfig(configOf(cmd), { checkFiles: false });
-      await uninstall({ config }, host(opts.dryRun === true));
+      await withHost(opts.dryRun === true, (host) => uninstall({ config }, host));
     });
 }

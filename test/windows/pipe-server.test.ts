@@ -133,14 +133,20 @@ test('harness → pwsync-pipe.exe → spool: acknowledged only once durable, in 
   }
   const added = newFiles().filter((f) => !before.has(f));
   assert.equal(added.length, passwords.length);
+  const times: number[] = [];
   const opened = added.map((f) => {
     const frame = decodeFrame(readFileSync(path.join(spool, 'new', f)));
     assert.equal(f, spoolFileName(frame.changeTime, frame.changeId), 'the DLL\'s file-name scheme');
     assert.deepEqual(frame.entries.map((e) => e.target), ['hub1']);
+    times.push(Number(frame.changeTime));
     return openTestEnvelope(frame.entries[0]!.envelope, target.privateKey);
   });
-  // File-name order is change order: the drain takes them as the DC made them.
-  assert.deepEqual(opened.map((o) => o.password), passwords);
+  // File-name order is change order (the drain takes them as the DC made them); changes within one
+  // millisecond share a change time and follow their random change ids.
+  assert.deepEqual([...times].sort((a, b) => a - b), times, 'file-name order is change-time order');
+  const hex = (b: Buffer): string => b.toString('hex');
+  assert.deepEqual(opened.map((o) => hex(o.password)).sort(), passwords.map(hex).sort(), 'every password byte-exact');
+  if (new Set(times).size === times.length) assert.deepEqual(opened.map((o) => o.password), passwords, 'in the order they were made');
   for (const o of opened) assert.equal(o.header.samAccountName, 'alice');
   assert.deepEqual(readdirSync(path.join(spool, 'tmp')), [], 'no temporary file left behind');
   assert.match(readFileSync(serverLog, 'latin1'), /changeId=[0-9a-f]{32} bytes=\d+ change received over the pipe and made durable/);

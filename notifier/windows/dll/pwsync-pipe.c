@@ -36,6 +36,7 @@
 #include <aclapi.h>
 #include <stdio.h>
 #include <string.h>
+#include "spool-common.h"
 
 #define SERVICE_NAME L"pwsync-pipe"
 #define INSTANCES 4
@@ -117,13 +118,6 @@ static void logf_(const char *level, const char *fmt, ...) {
 
 /* ---------- configuration (as the DLL reads it) ---------- */
 
-static DWORD reg_sz(HKEY k, const WCHAR *name, WCHAR *out, DWORD cap) {
-  DWORD cb = cap * sizeof(WCHAR);
-  LSTATUS s = RegGetValueW(k, NULL, name, RRF_RT_REG_SZ, NULL, out, &cb);
-  if (s != ERROR_SUCCESS) out[0] = 0;
-  return (DWORD)s;
-}
-
 /* Fills what the command line left empty from HKLM\SOFTWARE\pwsync; NULL or why it cannot run. */
 static const char *load_config(void) {
   HKEY k;
@@ -144,37 +138,6 @@ static const char *load_config(void) {
 }
 
 /* ---------- spool (as pwsyncfilter.c spool_once) ---------- */
-
-static void path_join(WCHAR *out, const WCHAR *dir, const WCHAR *a, const WCHAR *b) {
-  lstrcpynW(out, dir, MAX_PATH);
-  lstrcatW(out, L"\\");
-  lstrcatW(out, a);
-  if (b) { lstrcatW(out, L"\\"); lstrcatW(out, b); }
-}
-
-static DWORD make_dir(const WCHAR *dir) {
-  SECURITY_ATTRIBUTES sa = {sizeof sa, NULL, FALSE};
-  DWORD err = 0;
-  if (!ConvertStringSecurityDescriptorToSecurityDescriptorW(L"D:P(A;OICI;FA;;;SY)(A;OICI;FA;;;BA)", SDDL_REVISION_1,
-                                                            &sa.lpSecurityDescriptor, NULL))
-    return GetLastError();
-  if (!CreateDirectoryW(dir, &sa)) {
-    err = GetLastError();
-    if (err == ERROR_ALREADY_EXISTS) err = 0;
-  }
-  LocalFree(sa.lpSecurityDescriptor);
-  return err;
-}
-
-static DWORD ensure_spool_dirs(void) {
-  WCHAR p[MAX_PATH + 8];
-  DWORD err = make_dir(g_spool);
-  if (err) return err;
-  path_join(p, g_spool, L"tmp", NULL);
-  if ((err = make_dir(p))) return err;
-  path_join(p, g_spool, L"new", NULL);
-  return make_dir(p);
-}
 
 /* tmp\<name>.<thread>.pipe.tmp, written and flushed, then moved to new\<name> (write-through). A
  * frame already in new\ under that name holds the same change: that counts as durable. */
@@ -200,14 +163,10 @@ static DWORD spool_once(const WCHAR *name, const BYTE *frame, DWORD len) {
 }
 
 static DWORD spool(const BYTE *frame, DWORD len, const BYTE changeId[16], ULONGLONG changeTime, WCHAR name[64]) {
-  static const WCHAR digits[] = L"0123456789abcdef";
-  DWORD err, at = 0;
-  for (int i = 15; i >= 0; i--) name[at++] = digits[(changeTime >> (4 * i)) & 15];
-  name[at++] = L'-';
-  for (int i = 0; i < 16; i++) { name[at++] = digits[changeId[i] >> 4]; name[at++] = digits[changeId[i] & 15]; }
-  lstrcpyW(name + at, L".pwc");
+  DWORD err;
+  spool_name(changeId, changeTime, name);
   err = spool_once(name, frame, len);
-  if (err == ERROR_PATH_NOT_FOUND && !(err = ensure_spool_dirs())) err = spool_once(name, frame, len);
+  if (err == ERROR_PATH_NOT_FOUND && !(err = ensure_spool_dirs(g_spool))) err = spool_once(name, frame, len);
   return err;
 }
 
@@ -443,7 +402,7 @@ static int run_server(void) {
   DWORD err;
   if (why) { LOG_ERROR("cannot start: %s", why); return 2; }
   if (!g_log[0] && !g_console) path_join(g_log, g_spool, L"pwsync-pipe.log", NULL);
-  if ((err = ensure_spool_dirs())) {
+  if ((err = ensure_spool_dirs(g_spool))) {
     LOG_ERROR("cannot create the spool folders under %ls (error %lu): its parent folder must exist", g_spool, err);
     return 4;
   }

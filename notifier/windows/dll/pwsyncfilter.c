@@ -21,6 +21,7 @@
 #include <bcrypt.h>
 #include <sddl.h>
 #include <stdio.h>
+#include "spool-common.h"
 
 #if !defined(_MSC_VER) && !defined(PWSYNC_SEH)
 #error "build with MSVC or clang -fms-extensions -DPWSYNC_SEH: without SEH a bad pointer from LSA would crash LSASS"
@@ -152,14 +153,6 @@ static void put64(BYTE *p, ULONGLONG v) { put32(p, (DWORD)(v >> 32)); put32(p + 
 
 /* ---------- status file: the fleet check reads it to learn the DLL is loaded and healthy ---------- */
 
-/* out = dir \ a [\ b]; dir is at most MAX_PATH, the leaves are ours and short. */
-static void path_join(WCHAR *out, const WCHAR *dir, const WCHAR *a, const WCHAR *b) {
-  lstrcpynW(out, dir, MAX_PATH);
-  lstrcatW(out, L"\\");
-  lstrcatW(out, a);
-  if (b) { lstrcatW(out, L"\\"); lstrcatW(out, b); }
-}
-
 static void write_status(void) {
   char text[1400];
   WCHAR tmp[MAX_PATH + 20], dst[MAX_PATH + 20];
@@ -212,13 +205,6 @@ static void record(const CallResult *r) {
 }
 
 /* ---------- configuration ---------- */
-
-static DWORD reg_sz(HKEY k, const WCHAR *name, WCHAR *out, DWORD cap) {
-  DWORD cb = cap * sizeof(WCHAR);
-  LSTATUS s = RegGetValueW(k, NULL, name, RRF_RT_REG_SZ, NULL, out, &cb);
-  if (s != ERROR_SUCCESS) out[0] = 0;
-  return (DWORD)s;
-}
 
 static DWORD to_utf8(const WCHAR *w, int wlen, char *out, int cap, DWORD flags) {
   if (wlen == 0) { out[0] = 0; return 0; }
@@ -310,31 +296,6 @@ static const char *load_config(Config *c) {
   if (!c->domainLen) return "Domain is not set";
   if (!c->nTargets) return "no enabled target";
   return NULL;
-}
-
-/* Creates dir with the spool ACL (SYSTEM and Administrators only) unless it exists. */
-static DWORD make_dir(const WCHAR *dir) {
-  SECURITY_ATTRIBUTES sa = {sizeof sa, NULL, FALSE};
-  DWORD err = 0;
-  if (!ConvertStringSecurityDescriptorToSecurityDescriptorW(L"D:P(A;OICI;FA;;;SY)(A;OICI;FA;;;BA)", SDDL_REVISION_1,
-                                                            &sa.lpSecurityDescriptor, NULL))
-    return GetLastError();
-  if (!CreateDirectoryW(dir, &sa)) {
-    err = GetLastError();
-    if (err == ERROR_ALREADY_EXISTS) err = 0;
-  }
-  LocalFree(sa.lpSecurityDescriptor);
-  return err;
-}
-
-static DWORD ensure_spool_dirs(const WCHAR *spool) {
-  WCHAR p[MAX_PATH + 8];
-  DWORD err = make_dir(spool);
-  if (err) return err;
-  path_join(p, spool, L"tmp", NULL);
-  if ((err = make_dir(p))) return err;
-  path_join(p, spool, L"new", NULL);
-  return make_dir(p);
 }
 
 static const char *open_providers(void) {
@@ -656,13 +617,9 @@ static DWORD spool_once(const WCHAR *name, const BYTE *frame, DWORD len) {
 }
 
 static DWORD spool(const BYTE *frame, DWORD len, const BYTE changeId[16], ULONGLONG changeTime) {
-  static const WCHAR digits[] = L"0123456789abcdef";
   WCHAR name[64];
-  DWORD err, at = 0;
-  for (int i = 15; i >= 0; i--) name[at++] = digits[(changeTime >> (4 * i)) & 15];
-  name[at++] = L'-';
-  for (int i = 0; i < 16; i++) { name[at++] = digits[changeId[i] >> 4]; name[at++] = digits[changeId[i] & 15]; }
-  lstrcpyW(name + at, L".pwc");
+  DWORD err;
+  spool_name(changeId, changeTime, name);
   err = spool_once(name, frame, len);
   if (err == ERROR_PATH_NOT_FOUND && !(err = ensure_spool_dirs(g_cfg.spool))) err = spool_once(name, frame, len);
   return err;
