@@ -45,14 +45,7 @@ export function resolveHubPaths(config: Obj, baseDir: string): FileSetting[] {
   const tls = obj(hub?.['tls']);
   abs(tls, 'cert', ['hub', 'tls', 'cert'], true, false);
   abs(tls, 'key', ['hub', 'tls', 'key'], true, true);
-  const keys = hub?.['keys'];
-  if (Array.isArray(keys)) {
-    keys.forEach((k, i) => {
-      if (typeof k !== 'string') return;
-      keys[i] = path.resolve(baseDir, k);
-      settings.push({ at: ['hub', 'keys', i], file: keys[i] as string, mustExist: true, secret: true, relative: !path.isAbsolute(k) });
-    });
-  }
+  settings.push(...privateKeys(hub, 'hub', baseDir));
   abs(hub, 'dataDir', ['hub', 'dataDir'], false, false);
   abs(obj(hub?.['log']), 'file', ['hub', 'log', 'file'], false, false);
   const kerberos = obj(hub?.['kerberos']);
@@ -90,19 +83,25 @@ export function resolveHubPaths(config: Obj, baseDir: string): FileSetting[] {
   return settings;
 }
 
+/** `<section>.keys`: private keys, each made absolute; they must exist and stay private. */
+function privateKeys(section: Obj | undefined, name: string, baseDir: string): FileSetting[] {
+  const keys = section?.['keys'];
+  if (!Array.isArray(keys)) return [];
+  const out: FileSetting[] = [];
+  keys.forEach((k, i) => {
+    if (typeof k !== 'string') return;
+    keys[i] = path.resolve(baseDir, k);
+    out.push({ at: [name, 'keys', i], file: keys[i] as string, mustExist: true, secret: true, relative: !path.isAbsolute(k) });
+  });
+  return out;
+}
+
 /** Rewrites every path setting of a decoded connector worker's configuration to an absolute path; returns them. */
 export function resolveWorkerPaths(config: Obj, baseDir: string): FileSetting[] {
   // broker: and connectors: are written as in a hub's file.
   const settings = resolveHubPaths(config, baseDir);
   const worker = obj(config['worker']);
-  const keys = worker?.['keys'];
-  if (Array.isArray(keys)) {
-    keys.forEach((k, i) => {
-      if (typeof k !== 'string') return;
-      keys[i] = path.resolve(baseDir, k);
-      settings.push({ at: ['worker', 'keys', i], file: keys[i] as string, mustExist: true, secret: true, relative: !path.isAbsolute(k) });
-    });
-  }
+  settings.push(...privateKeys(worker, 'worker', baseDir));
   const log = obj(worker?.['log']);
   if (typeof log?.['file'] === 'string') {
     const v = log['file'];
