@@ -139,7 +139,18 @@ test('2,000 changes over 200 accounts to two targets, one behind a worker: kill 
 
   broker = await openNatsBroker(natsBrokerOptions(await loadHubConfig(lab.hubConfig)));
   const state = await HubState.open(broker);
-  const { operations } = await queryStatus(state, {});
+  // Changes the killed hub had taken from the stream but not resolved come back after the
+  // resolver's ack wait (30 s); superseded ones then settle as 6919. Wait for every operation.
+  let operations: Awaited<ReturnType<typeof queryStatus>>['operations'] = [];
+  const settled = (o: { state: string }): boolean => o.state === 'successful' || o.state === 'failed';
+  await until('every acknowledged change to become a settled set-operation in both targets', 120_000, async () => {
+    operations = (await queryStatus(state, {})).operations;
+    const done = ['hr-csv', 'dmz-csv'].every((c) => operations.filter((o) => o.connector === c && settled(o)).length >= ACCOUNTS.length * ROUNDS);
+    return done ? true : undefined;
+  }).catch((e: unknown) => {
+    const count = (c: string): string => `${c}: ${operations.filter((o) => o.connector === c).length} operations, ${operations.filter((o) => o.connector === c && settled(o)).length} settled`;
+    throw new Error(`${(e as Error).message}; ${count('hr-csv')}; ${count('dmz-csv')}`);
+  });
   for (const connector of ['hr-csv', 'dmz-csv']) {
     const ops = operations.filter((o) => o.connector === connector);
     const wrong = ops.filter((o) => !(o.state === 'successful' || (o.state === 'failed' && o.eventId === 6919)));
