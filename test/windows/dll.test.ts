@@ -426,9 +426,13 @@ test('measure: PasswordChangeNotify wall time over 200 calls, pipe up and pipe d
   const srv = await startServer('ack', pipe, q);
   const up = await timing();
   srv.kill();
+  // The stand-in server re-creates its one pipe instance after each client: a call that falls in
+  // that gap finds no instance and is spooled at once. Every change arrives once, either way.
+  const spooledWhileUp = spooled(spool).length;
+  assert.equal(readdirSync(q).length + spooledWhileUp, 200, 'pipe up: every change acknowledged or spooled');
+  assert.ok(spooledWhileUp <= 2, `pipe up: ${spooledWhileUp} changes spooled`);
   const down = await timing();
-  assert.equal(readdirSync(q).length, 200);
-  assert.equal(spooled(spool).length, 200);
+  assert.equal(spooled(spool).length - spooledWhileUp, 200, 'pipe down: every change spooled');
   console.log(`# PasswordChangeNotify, pipe up (ack after flush): ${up}`);
   console.log(`# PasswordChangeNotify, pipe down (spool): ${down}`);
 });
