@@ -1,9 +1,13 @@
 # Shared by the test/env scripts (source it). Prints a TCP port on 127.0.0.1 that nothing listens on
 # now; the caller must still cope with losing it to another process before it binds.
+# A port nothing listens on, below the kernel's ephemeral range: a port picked inside it can be
+# the local end of some client's connection, which does not answer a probe yet makes bind fail.
 free_port() {
-  local p
+  local p low=32768 high
+  read -r low high </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || true
+  [ "$low" -gt 21000 ] || low=32768
   for _ in $(seq 1 50); do
-    p=$((20000 + RANDOM % 40000))
+    p=$((20000 + RANDOM % (low - 20000)))
     (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return 0; }
   done
   echo "$(basename "$0"): no free port found on 127.0.0.1" >&2
