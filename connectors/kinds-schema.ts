@@ -104,7 +104,7 @@ export const SqlConnection = Type.Object({
 }, { additionalProperties: false, description: 'A SQL database: objects from a query; passwords set by the builtin:sql-login (the database login\'s own password) or builtin:sql-table (a hash in an application table) extension.' });
 
 export const RemoteConnection = Type.Object({
-  publicKey: Type.String({ minLength: 1, description: 'The connector worker\'s P-256 public key (PEM, the .pub.pem of `pwsync keys generate` run for the worker): each password is re-sealed for it. Relative paths are relative to the YAML file.' }),
+  publicKey: Type.String({ minLength: 1, description: 'The connector worker\'s P-256 public key (PEM, the NAME.pub that `pwsync keys generate` wrote for the worker): each password is re-sealed for it. Relative paths are relative to the YAML file.' }),
 }, { additionalProperties: false, description: 'A target reached by a connector worker (`pwsync worker --connector NAME`) that runs next to it and connects out to NATS (needs broker.kind: nats). The hub keeps the queue and the joins; the worker holds the target\'s credentials, its password extension and its own private key.' });
 
 export type DelimitedSettings = Static<typeof DelimitedConnection>;

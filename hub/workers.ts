@@ -7,9 +7,8 @@ import {
 } from '../connectors/remote/protocol.ts';
 import { decode, encode, keyPart } from './records.ts';
 
-/** A worker whose last heartbeat is older than this is shown as not connected. */
+/** How often a worker says it is alive. */
 export const HEARTBEAT_MS = 5_000;
-export const SILENT_AFTER_MS = 3 * HEARTBEAT_MS;
 
 /** What `pwsync status --workers` shows for one remote connector. */
 export interface WorkerView {

@@ -26,17 +26,16 @@ const LIST_PAGES_MAX = 100_000;
 export class RemoteConnector implements Connector, ObjectSource, RemoteApplier {
   readonly kind = 'remote';
   private recipient?: RecipientKey;
-  private stopHeartbeats?: () => void;
-  /** The worker's latest heartbeat, as this hub heard it. */
-  lastHeartbeat?: WorkerState;
 
   constructor(readonly name: string, private readonly settings: RemoteSettings, private readonly env: ConnectorEnv) {}
 
   private get bus(): WorkerBus {
-    if (!this.env.bus) {
-      throw new UsageError(`connector ${this.name}: kind remote reaches its worker through NATS, but the hub's broker is the embedded one; set broker.kind: nats (and run \`pwsync broker init\`)`);
-    }
+    if (!this.env.bus) throw this.noBus();
     return this.env.bus;
+  }
+
+  private noBus(): UsageError {
+    return new UsageError(`connector ${this.name}: kind remote reaches its worker through NATS, but the hub's broker is the embedded one; set broker.kind: nats (and run \`pwsync broker init\`)`);
   }
 
   /** Requests end a little before the connector's own timeout, so a late answer is not mistaken for the next call's. */
@@ -44,36 +43,28 @@ export class RemoteConnector implements Connector, ObjectSource, RemoteApplier {
     return Math.max(1000, (this.env.timeoutMs ?? 30_000) - 500);
   }
 
-  private subject(verb: 'set' | 'objects' | 'ping' | 'heartbeat'): string {
+  private subject(verb: 'set' | 'objects' | 'ping'): string {
     return workerSubject(this.bus.prefix, this.name, verb);
   }
 
   async open(): Promise<void> {
+    if (!this.env.bus) throw this.noBus();
     const file = this.env.resolvePath(this.settings.publicKey);
     let pem: Buffer;
     try {
       pem = readFileSync(file);
     } catch (e) {
-      throw new UsageError(`connector ${this.name}: cannot read the worker's public key ${file} (${describeError(e)}); copy the .pub.pem that \`pwsync keys generate\` wrote next to the worker`);
+      throw new UsageError(`connector ${this.name}: cannot read the worker's public key ${file} (${describeError(e)}); copy the NAME.pub that \`pwsync keys generate\` wrote next to the worker`);
     }
     try {
       this.recipient = recipientFromPem(pem);
     } catch (e) {
-      throw new UsageError(`connector ${this.name}: ${file} is not a P-256 public key (${describeError(e)}); use the worker's .pub.pem from \`pwsync keys generate\``);
+      throw new UsageError(`connector ${this.name}: ${file} is not a P-256 public key (${describeError(e)}); use the worker's NAME.pub from \`pwsync keys generate\``);
     }
-    this.stopHeartbeats = this.bus.subscribe(this.subject('heartbeat'), (_s, data) => {
-      try {
-        const state = decodeWire<WorkerState>(data, 'heartbeat');
-        if (state.connector === this.name) this.lastHeartbeat = state;
-      } catch (e) {
-        this.env.log.warn({ err: describeError(e) }, 'ignoring a heartbeat that is not a worker\'s');
-      }
-    });
   }
 
   async close(): Promise<void> {
-    this.stopHeartbeats?.();
-    this.stopHeartbeats = undefined;
+    // Nothing held: requests are made per call (heartbeats are recorded by the hub, hub/workers.ts).
   }
 
   /** The worker's own channel to the target is checked by the worker (requireSecureConnection there); here the password is sealed end to end and NATS runs over TLS. */
