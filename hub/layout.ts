@@ -13,7 +13,7 @@ import { opsSubject } from './targets.ts';
 export function hubBrokerLayout(config: Pick<HubConfig, 'connectors'>): NatsLayout {
   return {
     streams: ['changes', 'ops'],
-    buckets: ['joins', 'operations', 'sync', 'latest', 'claims', 'dcs', 'notices', 'workers'],
+    buckets: ['joins', 'operations', 'sync', 'latest', 'claims', 'dcs', 'notices', 'workers', 'audit'],
     consumers: [
       { durable: 'resolver', filter: 'changes.>' },
       ...config.connectors.map((c) => ({ durable: `ops-${subjectToken(c.name)}`, filter: opsSubject(c.name), ackWaitMs: ackWaitOf(c) })),
