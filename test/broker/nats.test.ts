@@ -282,17 +282,17 @@ describe('NATS JetStream broker', () => {
     const first = await run(yaml);
     assert.equal(first.code, 0, first.err.join('\n'));
     const created = first.out.filter((l) => l.startsWith('created '));
-    assert.equal(created.length, 2 + 9 + 3, first.out.join('\n'));
+    assert.equal(created.length, 2 + 10 + 3, first.out.join('\n'));
     for (const what of [`stream ${prefix}_changes (${prefix}.changes, ${prefix}.changes.>; R3)`, `stream ${prefix}_ops`,
       `kv bucket ${prefix}_joins (R3)`, `kv bucket ${prefix}_seen-msgids`, `consumer resolver on ${prefix}_changes (${prefix}.changes.>)`,
       `consumer ops-payroll~2edb on ${prefix}_ops (${prefix}.ops.payroll~2edb)`]) {
       assert.ok(created.some((l) => l.startsWith(`created ${what}`)), `no "created ${what}" in:\n${first.out.join('\n')}`);
     }
-    assert.match(first.out.at(-1)!, /14 created, 0 already there/);
+    assert.match(first.out.at(-1)!, /15 created, 0 already there/);
     const second = await run(yaml);
     assert.equal(second.code, 0, second.err.join('\n'));
-    assert.equal(second.out.filter((l) => l.startsWith('exists  ')).length, 14);
-    assert.match(second.out.at(-1)!, /0 created, 14 already there/);
+    assert.equal(second.out.filter((l) => l.startsWith('exists  ')).length, 15);
+    assert.match(second.out.at(-1)!, /0 created, 15 already there/);
 
     const sqlite = await run(write(dir, 'sqlite.yaml', HUB_HEAD + csvConnector('hr')));
     assert.equal(sqlite.code, 2);
