@@ -35,9 +35,9 @@ async function hub(over: Partial<HubServerOptions> = {}): Promise<{ address: str
   const server = await createHubServer({
     listen: '127.0.0.1:0', tlsCert: Buffer.from(tls.certPem), tlsKey: Buffer.from(tls.keyPem), maxMessageBytes: MAX,
     auth: tlsOnlyServer(), hubId: 'hub-test', ...over,
-    submit: async (req, caller) => {
+    submit: async (req, caller, signal) => {
       calls.push(req);
-      return submit(req, caller);
+      return submit(req, caller, signal);
     },
   });
   open.push(server);
@@ -238,7 +238,7 @@ test('caller metadata reaches the hub, and the reply is verified before any ack 
 test('a hub slower than the deadline gives a retryable DEADLINE_EXCEEDED naming the timeout', async () => {
   let release: () => void = () => {};
   const released = new Promise<void>((resolve) => { release = resolve; });
-  const { address } = await hub({ submit: async (req) => { await released; return acceptAll(req, { principal: '', mechanism: 'tls', peer: '' }); } });
+  const { address } = await hub({ submit: async (req, caller, signal) => { await released; return acceptAll(req, caller, signal); } });
   try {
     const e = await deliveryError(client(address, { timeoutMs: 300 }).submit({ changes: [change(1)] }));
     assert.equal(e.code, 'DEADLINE_EXCEEDED');
