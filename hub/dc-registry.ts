@@ -161,8 +161,10 @@ export class DcRegistry {
         if (old && (old.noticeId === n.noticeId || old.changeTime > n.changeTime)) return undefined;
         return { key, value: encode(n), revision: e?.revision ?? 0 };
       }));
+      const todo = writes.filter((w) => w !== undefined);
+      if (todo.length === 0) return;
       try {
-        await this.notices.putMany(writes.filter((w) => w !== undefined));
+        await this.notices.putMany(todo);
         return;
       } catch (err) {
         if (!(err instanceof KvConflictError) || i >= CAS_TRIES) throw err;
