@@ -34,6 +34,9 @@ import type { SealedCapture } from './capture.ts';
  *     version so that old passwords are not sent; `envelopeBytes` may then be `[]`.
  *   - 1 to 16 envelopes (0 only with `baseline`), each at most 64 KiB.
  *
+ * Identifiers (domain, samAccountName, objectGuid, objectSid, upn, dn, version.objectGuid) may not
+ * hold control characters (U+0000–U+001F, U+007F): such a request is refused (event 6979).
+ *
  * The reply is one JSON line: {"ok":true,"changeId":"<hex>"} once the change is durable for every
  * target (or recorded, for a baseline), or {"ok":false,"error":"…"}: nothing was queued.
  */

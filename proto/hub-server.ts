@@ -74,7 +74,7 @@ function malformed(what: string, reason: string): HubRefusal {
   return new HubRefusal('malformed', `the request is not a valid ${what} (${reason}): the caller must be built from the same proto/pwsync.proto as the hub`);
 }
 
-const notUtf8 = (path: string): string => `${path} is not valid UTF-8 (event 6979): a name must be sent as the UTF-8 bytes of the text the directory holds`;
+const notUtf8 = (path: string): string => `${path} is not valid UTF-8 (event 6979): every string of a request must be UTF-8, a name the UTF-8 bytes of the text the directory holds`;
 
 /** Refuses the whole call when a string outside the per-item fields (`items`) is not UTF-8. */
 function refuseInvalidUtf8(invalid: readonly InvalidUtf8[], items?: string): void {

@@ -6,13 +6,16 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { DOMAIN, Lab } from '../../cli/lab.ts';
 import { sampleConnectors } from '../../cli/samples.ts';
-import { recipientFromPem, seal, type Binding } from '../../core/envelope.ts';
+import { openSqliteBroker } from '../../core/broker-sqlite.ts';
+import { keyringOf, privateRecipientFromPem, recipientFromPem, seal, type Binding } from '../../core/envelope.ts';
 import { generateRecipientKeys } from '../../core/keys.ts';
 import { createLogger } from '../../core/log.ts';
 import { Secret } from '../../core/secret.ts';
 import { loadHubConfig } from '../../config/load.ts';
 import { queryStatus } from '../../hub/admin.ts';
+import { Ingest } from '../../hub/ingest.ts';
 import { startHub, type RunningHub } from '../../hub/service.ts';
+import type { SealedChange__Output } from '../../proto/generated/pwsync/v1/SealedChange.ts';
 import { createSubmitClient, tlsOnlyClient, type SealedChange } from '../../proto/channel.ts';
 import { testDir } from '../lib/dirs.ts';
 import { testPassword } from '../lib/passwords.ts';
@@ -125,6 +128,27 @@ test('control characters in account names, DNs, domains and host names are refus
     assert.match(acks[i]!.reason, reason);
   }
   assert.equal(acks.at(-1)!.status, 'ACCEPTED_DURABLE');
+});
+
+test('a submit whose caller went away while it was being authorized stores nothing; the same change from a caller still there is stored', async () => {
+  const broker = openSqliteBroker({ file: path.join(lab.root, 'gone.db'), groupCommitMs: 2 });
+  try {
+    const keyring = keyringOf([privateRecipientFromPem(readFileSync(path.join(lab.root, 'keys', 'hub.key')))]);
+    const domains = [{ name: DOMAIN, allowReadOnlyDCs: false, dcCacheTtl: 600_000, dcSilentAfter: 7_200_000 }];
+    const gone = new AbortController();
+    // The caller's cancellation arrives while the DC check runs (the hub server aborts the signal).
+    const ingest = new Ingest(broker, keyring, domains, { authorize: async () => gone.abort() }, createLogger({ level: 'fatal' }));
+    const c = change('dave', testPassword('ingest-gone'));
+    const caller = { principal: 'DC1$', mechanism: 'kerberos' as const, peer: 'p' };
+    await assert.rejects(ingest.submit([c as SealedChange__Output], caller, gone.signal), { name: 'AbortError' });
+    const consumer = await broker.consumer('gone', 'changes.>');
+    assert.equal((await consumer.info()).pending, 0);
+    const acks = await ingest.submit([c as SealedChange__Output], caller, new AbortController().signal);
+    assert.equal(acks[0]!.status, 'ACCEPTED_DURABLE');
+    assert.equal((await consumer.info()).pending, 1);
+  } finally {
+    await broker.close();
+  }
 });
 
 test('a duplicate change id is acknowledged as such and stored once', async () => {
