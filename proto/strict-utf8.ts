@@ -32,8 +32,13 @@ export interface InvalidUtf8 {
 const snake = (s: string): string => s.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
 
 export class Utf8Checker {
+  /** Per message type, its fields by number. */
+  private readonly types: ReadonlyMap<string, ReadonlyMap<number, FieldDescriptor>>;
+
   /** `types`: full name (pwsync.v1.Account) → descriptor; `pkg` resolves relative type names. */
-  constructor(private readonly types: ReadonlyMap<string, MessageDescriptor>, private readonly pkg: string) {}
+  constructor(types: ReadonlyMap<string, MessageDescriptor>, private readonly pkg: string) {
+    this.types = new Map([...types].map(([name, t]) => [name, new Map(t.field.map((f) => [f.number, f]))]));
+  }
 
   /**
    * Every invalid string field of a message of `typeName` in `bytes`. Call it on bytes protobufjs
@@ -46,9 +51,8 @@ export class Utf8Checker {
   }
 
   private walk(bytes: Buffer, typeName: string, prefix: string, top: Omit<InvalidUtf8, 'path'> | undefined, out: InvalidUtf8[]): void {
-    const type = this.types.get(typeName);
-    if (!type) return;
-    const fields = new Map(type.field.map((f) => [f.number, f]));
+    const fields = this.types.get(typeName);
+    if (!fields) return;
     const counts = new Map<number, number>();
     let at = 0;
     while (at < bytes.length) {
