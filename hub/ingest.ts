@@ -49,7 +49,7 @@ export class Ingest {
    * One ack per change, in order. The caller is authorized for every served domain in the batch
    * first: a refusal refuses the whole call (nothing acknowledged, the notifier keeps it all).
    * Throws only then, or when nothing could be stored (the caller retries). When `signal` aborts
-   * (the caller has gone), changes not yet handed to the broker are not stored and it throws.
+   * (the caller has gone) before the changes are handed to the broker, none is stored and it throws.
    */
   async submit(changes: readonly SealedChange__Output[], caller: CallerIdentity, signal?: AbortSignal): Promise<ChangeAck[]> {
     const served = new Set<DomainConfig>();
