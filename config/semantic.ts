@@ -1,7 +1,8 @@
 import path from 'node:path';
+import { controlCharacterIn } from '../core/identifiers.ts';
 import { allowedCharactersPattern } from '../core/policy.ts';
 import { parseDuration } from './schema.ts';
-import type { ConfigIssue, ConfigPath } from './issues.ts';
+import { pathText, type ConfigIssue, type ConfigPath } from './issues.ts';
 import type { YamlSource } from './source.ts';
 
 /**
@@ -13,6 +14,7 @@ export function hubSemanticIssues(src: YamlSource, config: unknown, baseDir: str
   const issues: ConfigIssue[] = [];
   const root = asRecord(config);
   issues.push(...duplicates(src, asArray(root?.['domains']), ['domains'], 'name', 'domain', true));
+  asArray(root?.['domains']).forEach((d, i) => issues.push(...identifierIssues(src, ['domains', i, 'name'], asRecord(d)?.['name'])));
   issues.push(...duplicates(src, asArray(asRecord(root?.['hub'])?.['keys']).map((k) => ({ key: k })), ['hub', 'keys'], 'key', 'key file', false, true));
   const connectors = asArray(root?.['connectors']);
   issues.push(...duplicates(src, connectors, ['connectors'], 'name', 'connector', true));
@@ -128,6 +130,7 @@ export function notifierSemanticIssues(src: YamlSource, config: unknown): Config
   const root = asRecord(config);
   const targets = asArray(root?.['targets']);
   issues.push(...duplicates(src, targets, ['targets'], 'name', 'target', true));
+  for (const k of ['domain', 'host']) issues.push(...identifierIssues(src, ['notifier', k], asRecord(root?.['notifier'])?.[k]));
   targets.forEach((t, i) => {
     const first = duration(asRecord(t)?.['retryInterval']);
     const max = duration(asRecord(t)?.['maxRetryInterval']);
@@ -153,6 +156,13 @@ export function notifierSemanticIssues(src: YamlSource, config: unknown): Config
     issues.push(src.issue(src.valueAt(at), at, 'queue.maxAge is not longer than queue.warnAge, so no warning comes before a change is dropped', 'make maxAge longer than warnAge (defaults: warnAge 1h, maxAge 72h)'));
   }
   return issues;
+}
+
+/** A domain or host name with a control character: hubs would refuse every change and report naming it (6979). */
+function identifierIssues(src: YamlSource, at: ConfigPath, value: unknown): ConfigIssue[] {
+  if (typeof value !== 'string') return [];
+  const problem = controlCharacterIn({ [pathText(at)]: value });
+  return problem ? [src.issue(src.valueAt(at), at, problem, 'write the name as DNS has it, without escapes such as \\n or \\0 in the quoted YAML string')] : [];
 }
 
 /** A target that authenticates with Kerberos needs this DC's credentials, from one source. */

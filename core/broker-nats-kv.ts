@@ -1,6 +1,6 @@
 import type { JetStreamClient } from '@nats-io/jetstream';
 import type { KV, KvEntry as NatsKvEntry } from '@nats-io/kv';
-import { KvConflictError, type KvEntry, type KvStore } from './broker.ts';
+import { checkBatch, KvConflictError, type KvEntry, type KvStore, type KvWrite } from './broker.ts';
 import { apiCode } from './broker-nats-errors.ts';
 import { decodeKey, encodeKey, keyFilter } from './broker-nats-names.ts';
 
@@ -71,6 +71,21 @@ export class NatsKv implements KvStore {
       if (!(Number.isInteger(revision) && revision > 0)) return Promise.reject(new KvConflictError(key, `kv ${this.bucket}: ${stale}`));
       return this.casPut(key, encodeKey(key), copy, revision, stale);
     }, false);
+  }
+
+  /**
+   * Not atomic (JetStream has no multi-key transaction): the writes go out together and are awaited
+   * together. After a failure the others may have been written; the failure thrown is one that is
+   * not a lost compare-and-set if there is one, so a broker outage is not mistaken for a conflict.
+   */
+  async putMany(entries: readonly KvWrite[]): Promise<number[]> {
+    this.host.assertOpen();
+    checkBatch(this.bucket, entries);
+    const results = await Promise.allSettled(entries.map((e) => (e.revision === undefined ? this.put(e.key, e.value)
+      : e.revision === 0 ? this.create(e.key, e.value) : this.update(e.key, e.value, e.revision))));
+    const failures = results.flatMap((r) => (r.status === 'rejected' ? [r.reason as unknown] : []));
+    if (failures.length > 0) throw failures.find((f) => !(f instanceof KvConflictError)) ?? failures[0];
+    return results.map((r) => (r as PromiseFulfilledResult<number>).value);
   }
 
   async delete(key: string): Promise<void> {

@@ -1,5 +1,5 @@
 import type Database from 'better-sqlite3';
-import { KvConflictError, type KvEntry, type KvStore } from './broker.ts';
+import { checkBatch, KvConflictError, type KvEntry, type KvStore, type KvWrite } from './broker.ts';
 import { WriteRejected, type GroupCommit } from './broker-sqlite-commit.ts';
 
 export interface KvHost {
@@ -50,27 +50,49 @@ export class SqliteKv implements KvStore {
   }
 
   create(key: string, value: Buffer): Promise<number> {
-    return this.write(key, value, (existing) => {
-      if (existing) {
-        throw new KvConflictError(key, `kv ${this.bucket}: key ${JSON.stringify(key)} already exists ` +
-          `(revision ${existing.revision}); read it with get() and update() it instead`);
-      }
-    });
+    return this.write(key, value, (existing) => this.expect(key, 0, existing));
   }
 
   update(key: string, value: Buffer, revision: number): Promise<number> {
-    return this.write(key, value, (existing) => {
-      if (existing?.revision !== revision) {
-        throw new KvConflictError(key, `kv ${this.bucket}: key ${JSON.stringify(key)} is at revision ` +
-          `${existing ? existing.revision : '(none: it does not exist)'}, not ${revision}; get() it again and retry`);
+    return this.write(key, value, (existing) => this.expect(key, revision, existing));
+  }
+
+  /** One apply in the group-commit batch: every compare-and-set is checked before the first write. */
+  async putMany(entries: readonly KvWrite[]): Promise<number[]> {
+    this.host.assertOpen();
+    const keys = checkBatch(this.bucket, entries);
+    if (keys.length === 0) return [];
+    const stored = entries.map((e) => ({ key: e.key, value: Buffer.from(e.value), revision: e.revision }));
+    return this.queue(keys, () => {
+      try {
+        for (const e of stored) if (e.revision !== undefined) this.expect(e.key, e.revision, this.sql.get.get(this.bucket, e.key));
+      } catch (e) {
+        throw e instanceof KvConflictError ? new WriteRejected(e) : e;
       }
+      return stored.map((e) => {
+        const revision = this.sql.nextRevision.get(this.bucket)!.last_revision;
+        this.sql.upsert.run(this.bucket, e.key, e.value, revision);
+        return revision;
+      });
     });
+  }
+
+  /** Throws KvConflictError unless the key is at `revision` (0: does not exist). */
+  private expect(key: string, revision: number, existing: Row | undefined): void {
+    if (revision === 0 && existing) {
+      throw new KvConflictError(key, `kv ${this.bucket}: key ${JSON.stringify(key)} already exists ` +
+        `(revision ${existing.revision}); read it with get() and update() it instead`);
+    }
+    if (revision !== 0 && existing?.revision !== revision) {
+      throw new KvConflictError(key, `kv ${this.bucket}: key ${JSON.stringify(key)} is at revision ` +
+        `${existing ? existing.revision : '(none: it does not exist)'}, not ${revision}; get() it again and retry`);
+    }
   }
 
   async delete(key: string): Promise<void> {
     this.host.assertOpen();
     checkKey(this.bucket, key);
-    await this.queue(key, () => { this.sql.remove.run(this.bucket, key); });
+    await this.queue([key], () => { this.sql.remove.run(this.bucket, key); });
   }
 
   async keys(prefix = ''): Promise<string[]> {
@@ -91,7 +113,7 @@ export class SqliteKv implements KvStore {
     checkKey(this.bucket, key);
     // A copy: the caller may reuse or zero its buffer before the batch commits.
     const stored = Buffer.from(value);
-    return this.queue(key, () => {
+    return this.queue([key], () => {
       try {
         check(this.sql.get.get(this.bucket, key));
       } catch (e) {
@@ -103,16 +125,18 @@ export class SqliteKv implements KvStore {
     });
   }
 
-  private async queue<T>(key: string, apply: () => T): Promise<T> {
-    this.queuedKeys.set(key, (this.queuedKeys.get(key) ?? 0) + 1);
+  private async queue<T>(keys: readonly string[], apply: () => T): Promise<T> {
+    for (const key of keys) this.queuedKeys.set(key, (this.queuedKeys.get(key) ?? 0) + 1);
     this.queued++;
     try {
       return await this.host.commit.run(apply);
     } finally {
       this.queued--;
-      const n = this.queuedKeys.get(key)! - 1;
-      if (n === 0) this.queuedKeys.delete(key);
-      else this.queuedKeys.set(key, n);
+      for (const key of keys) {
+        const n = this.queuedKeys.get(key)! - 1;
+        if (n === 0) this.queuedKeys.delete(key);
+        else this.queuedKeys.set(key, n);
+      }
     }
   }
 }

@@ -74,6 +74,16 @@ export class KvConflictError extends Error {
   }
 }
 
+/**
+ * One write of a batch (KvStore.putMany): without `revision` it writes whatever the key holds (put);
+ * with 0 only if the key does not exist (create); with n only if the key is at revision n (update).
+ */
+export interface KvWrite {
+  key: string;
+  value: Buffer;
+  revision?: number;
+}
+
 export interface KvStore {
   get(key: string): Promise<KvEntry | undefined>;
   put(key: string, value: Buffer): Promise<number>;
@@ -84,6 +94,14 @@ export interface KvStore {
   delete(key: string): Promise<void>;
   /** Keys that start with `prefix`, in key order. */
   keys(prefix?: string): Promise<string[]>;
+  /**
+   * Writes a batch (each key at most once); resolves with each entry's new revision, in order. A
+   * lost compare-and-set throws KvConflictError naming its key. The embedded store writes the batch
+   * in one transaction: all of it or, on any failure, none. NATS JetStream has no multi-key
+   * transaction: the writes go out together and are awaited together, so after a failure some may
+   * be written; a caller reads again and retries the batch (its writes must be safe to repeat).
+   */
+  putMany(entries: readonly KvWrite[]): Promise<number[]>;
 }
 
 export interface Broker {
@@ -111,4 +129,21 @@ export function subjectMatches(filter: string, subject: string): boolean {
 /** Makes an arbitrary name safe as one subject token (connector and target names come from YAML). */
 export function subjectToken(name: string): string {
   return name.replace(/[^A-Za-z0-9_-]/g, (c) => `~${c.charCodeAt(0).toString(16)}`);
+}
+
+/** The batch's keys, each checked and at most once (a batch's compare-and-sets are checked before its writes). */
+export function checkBatch(bucket: string, entries: readonly KvWrite[]): string[] {
+  const keys = entries.map((e) => {
+    if (typeof e.key !== 'string' || e.key.length === 0) throw new TypeError(`kv ${bucket}: a key must be a non-empty string`);
+    if (e.revision !== undefined && !(Number.isSafeInteger(e.revision) && e.revision >= 0)) {
+      throw new TypeError(`kv ${bucket}: the revision of key ${JSON.stringify(e.key)} must be a whole number (0: the key must not exist), or absent`);
+    }
+    return e.key;
+  });
+  const seen = new Set<string>();
+  for (const k of keys) {
+    if (seen.has(k)) throw new TypeError(`kv ${bucket}: key ${JSON.stringify(k)} appears twice in one putMany; write each key once`);
+    seen.add(k);
+  }
+  return keys;
 }

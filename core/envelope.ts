@@ -325,7 +325,12 @@ function unwrapTestKey(kem: Buffer, key: KeyObject): Buffer {
   return cek;
 }
 
-/** True when the envelope's header names the same change and account as the message around it. */
+/**
+ * The first field in which the envelope's header names another change or account than the message
+ * around it. Both sides come from strict UTF-8 decoders (parseHeader here; at the hub, the server's
+ * pass over the request bytes), so equal strings are equal bytes: what is compared is what was
+ * authenticated.
+ */
 export function bindingMismatch(header: Binding, claimed: Binding): string | undefined {
   if (!header.changeId.equals(claimed.changeId)) return 'change id';
   if (header.changeTime !== claimed.changeTime) return 'change time';

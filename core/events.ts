@@ -188,6 +188,16 @@ export const EVENTS = {
     text: 'a connector worker refused what it was given, or NATS refused the worker: another connector\'s operation, a password not sealed for its key, or credentials without rights to its connector\'s subjects',
     fix: 'give each worker its own connector\'s NATS user and its own key pair; the hub\'s connection.publicKey for the connector must be that worker\'s public key',
   },
+  6979: {
+    severity: 'error', retryable: false,
+    text: 'an identifier was refused: an account name, DN, domain or host name holds a control character, or a request field is not valid UTF-8',
+    fix: 'the message names the field and the character; fix what sent it (the hook script, the capture, a notifier built from another proto) to send names as the directory holds them, in UTF-8',
+  },
+  6980: {
+    severity: 'warning', retryable: true,
+    text: 'a caller went away (cancelled, or past its deadline) before the hub answered: the hub stopped the call\'s remaining work',
+    fix: 'nothing if rare: the notifier sends again what was not acknowledged; if frequent, the hub stores too slowly (check the broker) or the notifier\'s timeout is too short',
+  },
 } as const satisfies Record<number, EventDef>;
 
 export type EventId = keyof typeof EVENTS;

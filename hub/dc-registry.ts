@@ -1,7 +1,8 @@
-import { KvConflictError, type Broker, type KvStore } from '../core/broker.ts';
+import { KvConflictError, type Broker, type KvStore, type KvWrite } from '../core/broker.ts';
 import type { DomainConfig } from '../config/schema.ts';
 import { describeError } from '../core/errors.ts';
 import { EVENTS, type EventId } from '../core/events.ts';
+import { controlCharacterIn } from '../core/identifiers.ts';
 import type { Logger } from '../core/log.ts';
 import type { CallerIdentity } from '../proto/auth.ts';
 import type { ReportRequest__Output } from '../proto/generated/pwsync/v1/ReportRequest.ts';
@@ -131,7 +132,7 @@ export class DcRegistry {
     const seen = new Map<string, { domain: string; sourceDc: string }>();
     for (const c of changes) {
       const d = domains.find((x) => x.name.toLowerCase() === c.domain?.toLowerCase());
-      if (d && c.sourceDc) seen.set(dcKey(d.name, c.sourceDc), { domain: d.name, sourceDc: c.sourceDc });
+      if (d && c.sourceDc && !controlCharacterIn({ source_dc: c.sourceDc })) seen.set(dcKey(d.name, c.sourceDc), { domain: d.name, sourceDc: c.sourceDc });
     }
     for (const [key, { domain, sourceDc }] of seen) {
       if (now - (this.lastWrite.get(key) ?? 0) < SUBMIT_WRITE_EVERY_MS) continue;
@@ -141,16 +142,34 @@ export class DcRegistry {
   }
 
   /**
-   * Stores a notice unless one at least as new is stored for that account and target. True when it
-   * is stored (now or before): the notifier may forget it.
+   * Stores notices in one write of the notices bucket (one transaction on the embedded broker),
+   * each unless one at least as new is stored for its account and target. Once it resolves, every
+   * one is stored (now or before, or a newer one for its account and target): the notifier may
+   * forget them all.
    */
-  async storeNotice(n: NoticeRecord): Promise<boolean> {
-    const key = `${accountKey(n)}.${keyPart(n.target)}`;
-    await modify<NoticeRecord>(this.notices, key, (old) => {
-      if (old && (old.noticeId === n.noticeId || old.changeTime > n.changeTime)) return undefined;
-      return n;
-    });
-    return true;
+  async storeNotices(notices: readonly NoticeRecord[]): Promise<void> {
+    const latest = new Map<string, NoticeRecord>();
+    for (const n of notices) {
+      const key = `${accountKey(n)}.${keyPart(n.target)}`;
+      const seen = latest.get(key);
+      if (!seen || n.changeTime >= seen.changeTime) latest.set(key, n);
+    }
+    for (let i = 0; ; i++) {
+      const writes = await Promise.all([...latest].map(async ([key, n]): Promise<KvWrite | undefined> => {
+        const e = await this.notices.get(key);
+        const old = e ? decode<NoticeRecord>(e.value) : undefined;
+        if (old && (old.noticeId === n.noticeId || old.changeTime > n.changeTime)) return undefined;
+        return { key, value: encode(n), revision: e?.revision ?? 0 };
+      }));
+      const todo = writes.filter((w) => w !== undefined);
+      if (todo.length === 0) return;
+      try {
+        await this.notices.putMany(todo);
+        return;
+      } catch (err) {
+        if (!(err instanceof KvConflictError) || i >= CAS_TRIES) throw err;
+      }
+    }
   }
 
   async listDcs(domain?: string): Promise<DcRecord[]> {
@@ -234,37 +253,48 @@ export interface ReportHandlerOptions {
 
 /**
  * The hub's Report call: authorized like Submit (the caller must be a DC of the domain it
- * reports), then liveness and capture state recorded, and each well-formed notice stored durably
- * before its id is answered (a notice the hub cannot read is left out, so the notifier keeps it).
+ * reports), then liveness and capture state recorded, and the well-formed notices stored durably
+ * in one write before their ids are answered (a notice the hub cannot read is left out, so the
+ * notifier keeps it). When `signal` aborts (the caller has gone) the remaining steps are skipped.
  */
-export function createReportHandler(opts: ReportHandlerOptions): (req: ReportRequest__Output, caller: CallerIdentity) => Promise<ReportResponse> {
+export function createReportHandler(opts: ReportHandlerOptions): (req: ReportRequest__Output, caller: CallerIdentity, signal?: AbortSignal) => Promise<ReportResponse> {
   const now = opts.now ?? Date.now;
   const served = new Map(opts.domains.map((d) => [d.name.toLowerCase(), d]));
-  return async (req, caller) => {
+  return async (req, caller, signal) => {
+    const control = controlCharacterIn({ domain: req.domain, source_dc: req.sourceDc });
+    if (control) throw new HubRefusal('malformed', `${control} (event 6979)`);
     const domain = served.get(req.domain.toLowerCase());
     if (!domain) {
       throw new HubRefusal('forbidden', `domain ${JSON.stringify(req.domain)} is not served by this hub (event 6949): add it under domains: in the hub YAML, or point the notifier (notifier.domain ${req.domain}) at the hub that serves it`);
     }
     if (!req.sourceDc) throw new HubRefusal('malformed', 'a report needs source_dc (the DC\'s host name)');
     await opts.authorizer.authorize(caller, domain);
+    signal?.throwIfAborted();
     await opts.registry.recordReport(domain, req, caller);
+    const notices: NoticeRecord[] = [];
     const stored: Buffer[] = [];
     for (const n of req.notices) {
+      const a = n.account;
       const problem = n.noticeId.length !== 16 ? 'notice_id must be 16 bytes'
-        : !n.account?.samAccountName ? 'the account has no sam_account_name'
-          : !n.target ? 'target is empty' : !n.reason ? 'reason is empty' : undefined;
+        : !a?.samAccountName ? 'the account has no sam_account_name'
+          : !n.target ? 'target is empty' : !n.reason ? 'reason is empty'
+            : controlCharacterIn({
+              'account.sam_account_name': a.samAccountName, 'account.object_guid': a.objectGuid, 'account.object_sid': a.objectSid,
+              'account.user_principal_name': a.userPrincipalName, 'account.distinguished_name': a.distinguishedName,
+            });
       if (problem) {
         opts.log.warn({ domain: domain.name, sourceDc: req.sourceDc, principal: caller.principal, problem }, 'a notice in a report cannot be read; not stored');
         continue;
       }
-      const a = n.account!;
-      await opts.registry.storeNotice({
-        noticeId: n.noticeId.toString('hex'), domain: domain.name, samAccountName: a.samAccountName, objectGuid: a.objectGuid,
-        userPrincipalName: a.userPrincipalName, distinguishedName: a.distinguishedName, target: clip(n.target), reason: clip(n.reason),
+      notices.push({
+        noticeId: n.noticeId.toString('hex'), domain: domain.name, samAccountName: a!.samAccountName, objectGuid: a!.objectGuid,
+        userPrincipalName: a!.userPrincipalName, distinguishedName: a!.distinguishedName, target: clip(n.target), reason: clip(n.reason),
         changeTime: n.changeTimeMs, sourceDc: req.sourceDc, principal: caller.principal, receivedAt: now(),
       });
       stored.push(n.noticeId);
     }
+    signal?.throwIfAborted();
+    if (notices.length > 0) await opts.registry.storeNotices(notices);
     if (stored.length > 0) opts.log.info({ domain: domain.name, sourceDc: req.sourceDc, notices: stored.length }, 'out-of-scope notices stored');
     return { hubTimeMs: now(), storedNoticeIds: stored };
   };

@@ -19,7 +19,7 @@ export interface DomainSide {
   registry: DcRegistry;
   /** Present when some domain has a directory. */
   lookupSpn?: (spn: string) => Promise<SpnOwners>;
-  report: (req: ReportRequest__Output, caller: CallerIdentity) => Promise<ReportResponse>;
+  report: (req: ReportRequest__Output, caller: CallerIdentity, signal?: AbortSignal) => Promise<ReportResponse>;
   /** Records that the caller's DCs submitted (call after the changes were acknowledged). Never throws. */
   submitted(req: SubmitRequest__Output, caller: CallerIdentity): Promise<void>;
   stop(): Promise<void>;

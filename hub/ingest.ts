@@ -3,6 +3,8 @@ import type { Broker } from '../core/broker.ts';
 import { subjectToken } from '../core/broker.ts';
 import { bindingMismatch, parseHeader, type Binding, type Keyring } from '../core/envelope.ts';
 import { describeError } from '../core/errors.ts';
+import type { EventId } from '../core/events.ts';
+import { controlCharacterIn } from '../core/identifiers.ts';
 import type { DomainConfig } from '../config/schema.ts';
 import type { CallerIdentity } from '../proto/auth.ts';
 import type { ChangeAck } from '../proto/generated/pwsync/v1/ChangeAck.ts';
@@ -46,26 +48,35 @@ export class Ingest {
   /**
    * One ack per change, in order. The caller is authorized for every served domain in the batch
    * first: a refusal refuses the whole call (nothing acknowledged, the notifier keeps it all).
-   * Throws only then, or when nothing could be stored (the caller retries).
+   * Throws only then, or when nothing could be stored (the caller retries). When `signal` aborts
+   * (the caller has gone) before the changes are handed to the broker, none is stored and it throws.
    */
-  async submit(changes: readonly SealedChange__Output[], caller: CallerIdentity): Promise<ChangeAck[]> {
+  async submit(changes: readonly SealedChange__Output[], caller: CallerIdentity, signal?: AbortSignal): Promise<ChangeAck[]> {
     const served = new Set<DomainConfig>();
     for (const c of changes) {
       const d = typeof c.domain === 'string' ? this.domains.get(c.domain.toLowerCase()) : undefined;
       if (d) served.add(d);
     }
-    for (const d of served) await this.authorizer.authorize(caller, d);
+    for (const d of served) {
+      signal?.throwIfAborted();
+      await this.authorizer.authorize(caller, d);
+    }
+    signal?.throwIfAborted();
     return Promise.all(changes.map((c) => this.one(c, caller.principal)));
   }
 
   private async one(c: SealedChange__Output, caller: string): Promise<ChangeAck> {
     const changeId = c.changeId ?? Buffer.alloc(0);
-    const reject = (reason: string): ChangeAck => {
-      this.log.warn({ eventId: 6946, changeId: changeId.toString('hex'), domain: c.domain, account: c.account?.samAccountName, caller, reason }, 'change rejected');
+    const reject = (reason: string, eventId: EventId = 6946): ChangeAck => {
+      // A refused identifier is logged by its field only: its value may hold what forges a log line.
+      const account = eventId === 6979 ? undefined : c.account?.samAccountName;
+      this.log.warn({ eventId, changeId: changeId.toString('hex'), domain: eventId === 6979 ? undefined : c.domain, account, caller, reason }, 'change rejected');
       return { changeId, status: 'REJECTED', reason };
     };
     const problem = this.check(c);
     if (problem) return reject(problem);
+    const control = controlCharacterIn(identifiersOf(c));
+    if (control) return reject(`${control} (event 6979)`, 6979);
     const served = this.domains.get(c.domain.toLowerCase());
     if (!served) return reject(`domain ${JSON.stringify(c.domain)} is not served by this hub (event 6949): add it under domains: in the hub YAML`);
     const domain = served.name;
@@ -104,4 +115,13 @@ export class Ingest {
     if (c.sealedPassword.length > MAX_ENVELOPE) return `sealed_password is larger than ${MAX_ENVELOPE} bytes`;
     return undefined;
   }
+}
+
+/** A change's identifiers by their proto names, for the control-character check. */
+function identifiersOf(c: SealedChange__Output): Record<string, string | undefined> {
+  const a = c.account;
+  return {
+    domain: c.domain, source_dc: c.sourceDc, 'account.sam_account_name': a?.samAccountName, 'account.object_guid': a?.objectGuid,
+    'account.object_sid': a?.objectSid, 'account.user_principal_name': a?.userPrincipalName, 'account.distinguished_name': a?.distinguishedName,
+  };
 }

@@ -133,8 +133,8 @@ export async function startHub(config: HubConfigFile, log: Logger): Promise<Runn
       auth: await hubAuthenticator(config, log, dcs.lookupSpn),
       hubId: config.hub.id,
       log: log.child({ component: 'grpc' }),
-      submit: async (req, caller) => {
-        const acks = await ingest.submit(req.changes, caller);
+      submit: async (req, caller, signal) => {
+        const acks = await ingest.submit(req.changes, caller, signal);
         await dcs.submitted(req, caller);
         return acks;
       },

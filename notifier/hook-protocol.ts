@@ -1,5 +1,6 @@
 import type { AccountRef } from '../core/extension.ts';
 import { MAX_FIELD_BYTES } from '../core/envelope.ts';
+import { controlCharacterIn } from '../core/identifiers.ts';
 import type { SealedCapture } from './capture.ts';
 
 /**
@@ -32,6 +33,9 @@ import type { SealedCapture } from './capture.ts';
  *   - `baseline`: the first run after the capturer was set up reports every account's current
  *     version so that old passwords are not sent; `envelopeBytes` may then be `[]`.
  *   - 1 to 16 envelopes (0 only with `baseline`), each at most 64 KiB.
+ *
+ * Identifiers (domain, samAccountName, objectGuid, objectSid, upn, dn, version.objectGuid) may not
+ * hold control characters (U+0000–U+001F, U+007F): such a request is refused (event 6979).
  *
  * The reply is one JSON line: {"ok":true,"changeId":"<hex>"} once the change is durable for every
  * target (or recorded, for a baseline), or {"ok":false,"error":"…"}: nothing was queued.
@@ -117,6 +121,8 @@ export function parseHookRequest(line: string): HookRequest {
       fail(`the header field ${k} is longer than ${MAX_FIELD_BYTES} bytes`);
     }
   }
+  const control = controlCharacterIn(Object.fromEntries([...REQUIRED, ...OPTIONAL].map((k) => [`the header field ${k}`, h[k] as string | undefined])));
+  if (control) fail(`${control} (event 6979)`);
   const changeTime = h.changeTime;
   if (changeTime !== undefined && !isCount(changeTime, 0, Number.MAX_SAFE_INTEGER)) {
     fail('the header field changeTime must be a whole number of ms since the epoch, or absent');
@@ -149,6 +155,8 @@ function parseSealed(h: Record<string, unknown>, account: AccountRef): SealedHoo
       || typeof v.objectGuid !== 'string' || v.objectGuid === '' || !isCount(v.kvno, 0, 2 ** 32)) {
       fail('the header field version must be {"objectGuid":"…","kvno":N} (msDS-KeyVersionNumber, a whole number)');
     }
+    const control = controlCharacterIn({ 'the header field version.objectGuid': v.objectGuid as string });
+    if (control) fail(`${control} (event 6979)`);
     version = { objectGuid: v.objectGuid as string, kvno: v.kvno as number };
   }
   if (h.baseline !== undefined && typeof h.baseline !== 'boolean') fail('the header field baseline must be true or false');

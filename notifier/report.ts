@@ -4,6 +4,7 @@ import { describeError } from '../core/errors.ts';
 import type { Logger } from '../core/log.ts';
 import type { ReportRequest } from '../proto/generated/pwsync/v1/ReportRequest.ts';
 import type { ReportResponse__Output } from '../proto/generated/pwsync/v1/ReportResponse.ts';
+import { MAX_REPORT_NOTICES } from '../proto/service.ts';
 import type { CaptureState } from './capture-source.ts';
 import { backoffMs } from './delivery.ts';
 import { decodeNotice, noticeConsumer, noticeSubject, type QueuedNotice } from './notice.ts';
@@ -44,7 +45,7 @@ export interface ReportOptions {
   capture: () => CaptureState[];
   /** notifier.report */
   intervalMs: number;
-  /** Notices per call; default 100. */
+  /** Notices per call; default 100, never more than a hub takes (MAX_REPORT_NOTICES). */
   maxNotices?: number;
   log: Logger;
   now?: () => number;
@@ -78,9 +79,11 @@ class ReportLoop {
   private lastWarnAt = 0;
   private readonly now: () => number;
   private readonly log: Logger;
+  private readonly maxNotices: number;
 
   constructor(private readonly opts: ReportOptions, private readonly target: ReportTarget, private readonly consumer: Consumer, private readonly signal: AbortSignal) {
     this.now = opts.now ?? Date.now;
+    this.maxNotices = Math.min(opts.maxNotices ?? 100, MAX_REPORT_NOTICES);
     this.log = opts.log.child({ target: target.name });
   }
 
@@ -92,13 +95,13 @@ class ReportLoop {
         let batch: Delivery[] = [];
         if (this.failures === 0) {
           // Wakes early when a notice is queued: the hub hears about it at once.
-          batch = await this.consumer.fetch({ max: this.opts.maxNotices ?? 100, expiresMs: wait, signal: this.signal });
+          batch = await this.consumer.fetch({ max: this.maxNotices, expiresMs: wait, signal: this.signal });
         } else {
           await this.pause(wait);
         }
         if (this.signal.aborted) return;
         if (batch.length === 0 && this.now() < next) continue;
-        if (this.failures > 0) batch = await this.consumer.fetch({ max: this.opts.maxNotices ?? 100, expiresMs: 0 });
+        if (this.failures > 0) batch = await this.consumer.fetch({ max: this.maxNotices, expiresMs: 0 });
         const ok = await this.report(batch);
         next = this.now() + (ok ? this.opts.intervalMs : this.backoff());
       } catch (e) {

@@ -1,6 +1,7 @@
 import { createRequire } from 'node:module';
 import { createSecureContext } from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
+import { EVENTS } from '../core/events.ts';
 import type { Logger } from '../core/log.ts';
 import type { CallerIdentity, ServerAuthenticator } from './auth.ts';
 import type { ChangeAck } from './generated/pwsync/v1/ChangeAck.ts';
@@ -10,7 +11,8 @@ import type { ReportResponse } from './generated/pwsync/v1/ReportResponse.ts';
 import type { SubmitRequest__Output } from './generated/pwsync/v1/SubmitRequest.ts';
 import type { SubmitResponse } from './generated/pwsync/v1/SubmitResponse.ts';
 import { HubRefusal, statusOf } from './refusal.ts';
-import { pwsyncV1 } from './service.ts';
+import { MAX_REPORT_NOTICES, PACKAGE, pwsyncV1, utf8Checker } from './service.ts';
+import type { InvalidUtf8 } from './strict-utf8.ts';
 
 const VERSION: string = createRequire(import.meta.url)('../package.json').version;
 
@@ -22,10 +24,16 @@ export interface HubServerOptions {
   /** Larger requests are refused with RESOURCE_EXHAUSTED before any handler runs. */
   maxMessageBytes: number;
   auth: ServerAuthenticator;
-  /** Stores the batch durably and answers one acknowledgement per change, in request order. */
-  submit: (req: SubmitRequest__Output, caller: CallerIdentity) => Promise<ChangeAck[]>;
-  /** Records a notifier's report (liveness, capture state, out-of-scope notices); UNIMPLEMENTED when absent. */
-  report?: (req: ReportRequest__Output, caller: CallerIdentity) => Promise<ReportResponse>;
+  /**
+   * Stores the batch durably and answers one acknowledgement per change, in request order.
+   * `signal` aborts when the caller has gone (cancelled, past its deadline): stop storing.
+   */
+  submit: (req: SubmitRequest__Output, caller: CallerIdentity, signal: AbortSignal) => Promise<ChangeAck[]>;
+  /**
+   * Records a notifier's report (liveness, capture state, out-of-scope notices); UNIMPLEMENTED when
+   * absent. It gets at most MAX_REPORT_NOTICES notices; `signal` as for submit.
+   */
+  report?: (req: ReportRequest__Output, caller: CallerIdentity, signal: AbortSignal) => Promise<ReportResponse>;
   hubId: string;
   /** Where handler failures the caller cannot fix (INTERNAL) are logged. */
   log?: Logger;
@@ -43,18 +51,35 @@ class Malformed {
   constructor(readonly reason: string) {}
 }
 
-function tolerant<T>(deserialize: (bytes: Buffer) => T): (bytes: Buffer) => T | Malformed {
+/** A decoded request, and its string fields whose bytes are not valid UTF-8 (see strict-utf8.ts). */
+interface Decoded<T> {
+  request: T;
+  invalidUtf8: InvalidUtf8[];
+}
+
+function strict<T>(deserialize: (bytes: Buffer) => T, typeName: string): (bytes: Buffer) => Decoded<T> | Malformed {
+  const checker = utf8Checker();
   return (bytes) => {
+    let request: T;
     try {
-      return deserialize(bytes);
+      request = deserialize(bytes);
     } catch (e) {
       return new Malformed(e instanceof Error ? e.message : 'undecodable');
     }
+    return { request, invalidUtf8: checker.check(bytes, `${PACKAGE}.${typeName}`) };
   };
 }
 
 function malformed(what: string, reason: string): HubRefusal {
   return new HubRefusal('malformed', `the request is not a valid ${what} (${reason}): the caller must be built from the same proto/pwsync.proto as the hub`);
+}
+
+const notUtf8 = (path: string): string => `${path} is not valid UTF-8 (event 6979): every string of a request must be UTF-8, a name the UTF-8 bytes of the text the directory holds`;
+
+/** Refuses the whole call when a string outside the per-item fields (`items`) is not UTF-8. */
+function refuseInvalidUtf8(invalid: readonly InvalidUtf8[], items?: string): void {
+  const whole = invalid.find((i) => i.top !== items || i.item === undefined);
+  if (whole) throw new HubRefusal('malformed', notUtf8(whole.path));
 }
 
 async function authenticate(auth: ServerAuthenticator, call: grpc.ServerUnaryCall<unknown, unknown>): Promise<CallerIdentity> {
@@ -66,27 +91,91 @@ async function authenticate(auth: ServerAuthenticator, call: grpc.ServerUnaryCal
   }
 }
 
-/** Runs `handle` for an authenticated caller and answers its value, or the status its failure maps to. */
+/**
+ * Runs `handle` for an authenticated caller and answers its value, or the status its failure maps
+ * to. The signal handed to `handle` aborts when the caller goes away before the answer (grpc-js
+ * emits 'cancelled' on cancellation and at the deadline): the handler stops, 6980 is logged.
+ */
 function unary<Req, Res>(
-  opts: HubServerOptions, what: string, handle: (req: Req, caller: CallerIdentity) => Promise<Res>,
-): grpc.handleUnaryCall<Req | Malformed, Res> {
+  opts: HubServerOptions, what: string, handle: (req: Decoded<Req>, caller: CallerIdentity, signal: AbortSignal) => Promise<Res>,
+): grpc.handleUnaryCall<Decoded<Req> | Malformed, Res> {
   return (call, callback) => {
+    const gone = new AbortController();
+    let answered = false;
+    // grpc-js also emits 'cancelled' when the stream closes after an answer: only a call in flight is abandoned.
+    call.on('cancelled', () => {
+      if (answered) return;
+      opts.log?.debug({ method: what, peer: call.getPeer() }, 'the caller went away; the call\'s remaining work stops');
+      gone.abort();
+    });
     (async () => {
       const caller = await authenticate(opts.auth, call);
       if (call.request instanceof Malformed) throw malformed(what, call.request.reason);
-      const value = await handle(call.request, caller);
+      const value = await handle(call.request, caller, gone.signal);
       const reply = opts.auth.replyMetadata?.(caller);
       if (reply) call.sendMetadata(reply);
       return value;
     })().then(
-      (value) => callback(null, value),
+      (value) => {
+        answered = true;
+        callback(null, value);
+      },
       (e: unknown) => {
+        answered = true;
+        if (gone.signal.aborted) {
+          opts.log?.warn({ eventId: 6980, method: what, peer: call.getPeer() }, EVENTS[6980].text);
+          return;
+        }
         const status = statusOf(e);
         if (status.code === grpc.status.INTERNAL) opts.log?.error({ method: what, peer: call.getPeer(), error: status.details }, 'call failed');
         callback(status);
       },
     );
   };
+}
+
+/**
+ * A Submit: a change with a string field that is not UTF-8 is answered REJECTED (6979) here and
+ * the others go to the hub's submit; any other such field refuses the call.
+ */
+async function submit(opts: HubServerOptions, decoded: Decoded<SubmitRequest__Output>, caller: CallerIdentity, signal: AbortSignal): Promise<SubmitResponse> {
+  const { request: req, invalidUtf8 } = decoded;
+  refuseInvalidUtf8(invalidUtf8, 'changes');
+  const bad = new Map<number, string>();
+  for (const i of invalidUtf8) if (!bad.has(i.item!)) bad.set(i.item!, i.path);
+  const good = req.changes.filter((_, i) => !bad.has(i));
+  const acks = await opts.submit({ ...req, changes: good }, caller, signal);
+  if (acks.length !== good.length) {
+    throw new Error(`the hub produced ${acks.length} acknowledgements for ${good.length} changes`);
+  }
+  let next = 0;
+  return {
+    acks: req.changes.map((c, i) => {
+      const path = bad.get(i);
+      if (path === undefined) return acks[next++]!;
+      opts.log?.warn({ eventId: 6979, changeId: c.changeId.toString('hex'), caller: caller.principal, field: path }, 'change rejected');
+      return { changeId: c.changeId, status: 'REJECTED', reason: notUtf8(path) };
+    }),
+  };
+}
+
+/**
+ * A Report: at most MAX_REPORT_NOTICES notices; a notice with a string field that is not UTF-8 is
+ * left out (not stored, so the notifier keeps it and gives up on it in time), any other such field
+ * refuses the call.
+ */
+async function report(opts: HubServerOptions, decoded: Decoded<ReportRequest__Output>, caller: CallerIdentity, signal: AbortSignal): Promise<ReportResponse> {
+  if (!opts.report) throw new HubRefusal('unimplemented', 'this hub does not take reports: upgrade the hub to the notifier\'s version');
+  const { request: req, invalidUtf8 } = decoded;
+  if (req.notices.length > MAX_REPORT_NOTICES) {
+    throw new HubRefusal('malformed', `a report may carry at most ${MAX_REPORT_NOTICES} notices, this one has ${req.notices.length}: send them in several reports (a notifier of this version does)`);
+  }
+  refuseInvalidUtf8(invalidUtf8, 'notices');
+  const bad = new Set(invalidUtf8.map((i) => i.item!));
+  for (const i of invalidUtf8) {
+    opts.log?.warn({ eventId: 6979, caller: caller.principal, field: i.path }, 'a notice in a report is not valid UTF-8; not stored');
+  }
+  return opts.report({ ...req, notices: req.notices.filter((_, i) => !bad.has(i)) }, caller, signal);
 }
 
 /** TLS only, and checked up front so a wrong file says so instead of failing at bind. */
@@ -107,26 +196,17 @@ export async function createHubServer(opts: HubServerOptions): Promise<HubServer
   server.addService(
     {
       ...sync,
-      Submit: { ...sync.Submit, requestDeserialize: tolerant(sync.Submit.requestDeserialize) },
-      Report: { ...sync.Report, requestDeserialize: tolerant(sync.Report.requestDeserialize) },
+      Submit: { ...sync.Submit, requestDeserialize: strict(sync.Submit.requestDeserialize, 'SubmitRequest') },
+      Report: { ...sync.Report, requestDeserialize: strict(sync.Report.requestDeserialize, 'ReportRequest') },
     },
     {
-      Report: unary<ReportRequest__Output, ReportResponse>(opts, 'pwsync.v1.ReportRequest', async (req, caller) => {
-        if (!opts.report) throw new HubRefusal('unimplemented', 'this hub does not take reports: upgrade the hub to the notifier\'s version');
-        return opts.report(req, caller);
-      }),
-      Submit: unary<SubmitRequest__Output, SubmitResponse>(opts, 'pwsync.v1.SubmitRequest', async (req, caller) => {
-        const acks = await opts.submit(req, caller);
-        if (acks.length !== req.changes.length) {
-          throw new Error(`the hub produced ${acks.length} acknowledgements for ${req.changes.length} changes`);
-        }
-        return { acks };
-      }),
+      Report: unary<ReportRequest__Output, ReportResponse>(opts, 'pwsync.v1.ReportRequest', (req, caller, signal) => report(opts, req, caller, signal)),
+      Submit: unary<SubmitRequest__Output, SubmitResponse>(opts, 'pwsync.v1.SubmitRequest', (req, caller, signal) => submit(opts, req, caller, signal)),
     },
   );
   const admin = v1.Admin.service;
   server.addService(
-    { ...admin, Ping: { ...admin.Ping, requestDeserialize: tolerant(admin.Ping.requestDeserialize) } },
+    { ...admin, Ping: { ...admin.Ping, requestDeserialize: strict(admin.Ping.requestDeserialize, 'PingRequest') } },
     {
       Ping: unary<unknown, PingResponse>(opts, 'pwsync.v1.PingRequest', async () => ({ hubId: opts.hubId, version: VERSION })),
     },

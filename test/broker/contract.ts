@@ -334,6 +334,42 @@ export function brokerContract(name: string, open: () => Promise<Broker>, reopen
       }
     }));
 
+    test('KV: putMany writes a batch with a compare-and-set per entry, and answers each revision in order', TEST, withBroker(async (b, ns) => {
+      const kv = await b.kv(`${ns}kv`);
+      const r0 = await kv.put('old', Buffer.from('o1'));
+      const revs = await kv.putMany([
+        { key: 'new', value: Buffer.from('n1'), revision: 0 },
+        { key: 'old', value: Buffer.from('o2'), revision: r0 },
+        { key: 'any', value: Buffer.from('a1') },
+      ]);
+      assert.equal(revs.length, 3);
+      assert.equal(new Set(revs).size, 3, 'one revision per entry');
+      assert.ok(revs.every((r) => r > r0), 'revisions increase');
+      for (const [i, [key, value]] of [['new', 'n1'], ['old', 'o2'], ['any', 'a1']].entries()) {
+        const e = await kv.get(key!);
+        assert.deepEqual([e?.value.toString(), e?.revision], [value, revs[i]]);
+      }
+      assert.deepEqual(await kv.putMany([]), []);
+      await assert.rejects(kv.putMany([{ key: 'k', value: Buffer.from('1') }, { key: 'k', value: Buffer.from('2') }]), /appears twice in one putMany/);
+      await assert.rejects(kv.putMany([{ key: '', value: Buffer.from('1') }]), /non-empty string/);
+      await assert.rejects(kv.putMany([{ key: 'k', value: Buffer.from('1'), revision: -1 }]), /revision of key "k" must be a whole number/);
+    }));
+
+    test('KV: putMany with a lost compare-and-set throws KvConflictError naming its key; read again, the batch is retried to completion', TEST, withBroker(async (b, ns) => {
+      const kv = await b.kv(`${ns}kv`);
+      const taken = await kv.create('k500', Buffer.from('someone else'));
+      const batch = (n: number) => Array.from({ length: n }, (_, i) => `k${i}`);
+      await assert.rejects(kv.putMany(batch(1000).map((key) => ({ key, value: Buffer.from(`mine ${key}`), revision: 0 }))),
+        (e: unknown) => e instanceof KvConflictError && e.key === 'k500');
+      // As a caller does after a conflict: read, decide again (here: overwrite what is there), write.
+      const again = await Promise.all(batch(1000).map(async (key) => ({ key, value: Buffer.from(`mine ${key}`), revision: (await kv.get(key))?.revision ?? 0 })));
+      assert.equal(again.find((w) => w.key === 'k500')!.revision, taken);
+      await kv.putMany(again);
+      assert.equal((await kv.keys('k')).length, 1000);
+      assert.equal((await kv.get('k500'))?.value.toString(), 'mine k500');
+      assert.equal((await kv.get('k999'))?.value.toString(), 'mine k999');
+    }));
+
     test('KV: keys by prefix in key order; buckets are separate; any key text', TEST, withBroker(async (b, ns) => {
       const kv = await b.kv(`${ns}kv`);
       const other = await b.kv(`${ns}other`);

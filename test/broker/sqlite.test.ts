@@ -195,6 +195,27 @@ describe('SQLite broker: several processes, crashes, clean-up', () => {
     }
   });
 
+  test('putMany is one transaction: a lost compare-and-set anywhere in the batch writes none of it', { timeout: 30_000 }, async () => {
+    const b = openSqliteBroker({ file: freshFile() });
+    try {
+      const kv = await b.kv('notices');
+      const taken = await kv.create('k999', Buffer.from('someone else'));
+      const batch = Array.from({ length: 1000 }, (_, i) => ({ key: `k${i}`, value: Buffer.from(`mine ${i}`), revision: 0 }));
+      // Writes queued beside the batch commit in the same group; the batch's failure takes none of them along.
+      const beside = kv.put('beside', Buffer.from('kept'));
+      await assert.rejects(kv.putMany(batch), (e: unknown) => e instanceof KvConflictError && e.key === 'k999');
+      await beside;
+      assert.deepEqual(await kv.keys('k'), ['k999']);
+      assert.equal((await kv.get('k999'))?.revision, taken);
+      assert.equal((await kv.get('beside'))?.value.toString(), 'kept');
+      // Its revisions are consecutive: the batch was written as one, nothing interleaved.
+      const revs = await kv.putMany(batch.map((w, i) => (i === 999 ? { ...w, revision: taken } : w)));
+      assert.deepEqual(revs, revs.map((_, i) => revs[0]! + i));
+    } finally {
+      await b.close();
+    }
+  });
+
   test('a msgId older than the dedupe window is stored again', { timeout: 30_000 }, async () => {
     const b = openSqliteBroker({ file: freshFile(), dedupeWindowMs: 100 });
     try {

@@ -193,6 +193,13 @@ test('a target whose longest retry wait is shorter than its first', async () => 
   expectIssue(r, { line: 14, column: 23, path: 'targets[0].maxRetryInterval', message: /shorter than retryInterval/, fix: /at least as long/ });
 });
 
+test('a control character in the notifier\'s domain or host, or in a hub domain\'s name (6979)', async () => {
+  const r = await issuesOf(dir, NOTIFIER_HEAD.replace('host: dc01.corp.example.com', 'host: "dc01\\0.corp.example.com"') + target('hub1'), 'notifier');
+  expectIssue(r, { line: 3, column: 9, path: 'notifier.host', message: /notifier\.host holds the control character \\u0000 at position 4/, fix: /without escapes/ });
+  const h = await issuesOf(dir, `${HUB_HEAD.replace('  - name: corp.example.com', '  - name: "corp\\n.example.com"')}${csvConnector('hr')}`);
+  expectIssue(h, { line: 10, column: 11, path: 'domains[0].name', message: /holds the control character \\u000a/, fix: /as DNS has it/ });
+});
+
 test('a key file that does not exist (checkFiles)', async () => {
   const d = tempDir();
   try {

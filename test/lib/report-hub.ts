@@ -26,12 +26,12 @@ export interface ReportHub {
   readonly hubConfig: string;
   readonly broker: Broker;
   readonly registry: DcRegistry;
-  /** A client that calls as `principal`. */
-  client(principal: string): SubmitClient;
+  /** A client that calls as `principal`, each call bounded by `timeoutMs` (default 10 s). */
+  client(principal: string, timeoutMs?: number): SubmitClient;
   stop(): Promise<void>;
 }
 
-const PRINCIPAL_HEADER = 'x-test-principal';
+export const PRINCIPAL_HEADER = 'x-test-principal';
 
 const claimedPrincipal: ServerAuthenticator = {
   authenticate: async (md, peer) => {
@@ -78,8 +78,8 @@ export async function startReportHub(opts: { dir: string; domains: DomainConfig[
   const running = server;
   return {
     address, caFile, hubConfig, broker, registry,
-    client: (principal) => {
-      const c = createSubmitClient({ address, ca: Buffer.from(tls.caCertPem), serverName: 'localhost', auth: claiming(principal), timeoutMs: 10_000 });
+    client: (principal, timeoutMs = 10_000) => {
+      const c = createSubmitClient({ address, ca: Buffer.from(tls.caCertPem), serverName: 'localhost', auth: claiming(principal), timeoutMs });
       clients.push(c);
       return c;
     },

@@ -30,7 +30,16 @@ const bad: Array<[string, string, RegExp]> = [
   ['too many passwordBytes', JSON.stringify({ ...good, passwordBytes: 1025 }), /passwordBytes.*1 to 1024/],
   ['fractional passwordBytes', JSON.stringify({ ...good, passwordBytes: 1.5 }), /passwordBytes/],
   ['an overlong dn', JSON.stringify({ ...good, dn: 'x'.repeat(4097) }), /dn is longer than 4096/],
+  ['a NUL in samAccountName', JSON.stringify({ ...good, samAccountName: 'alice\u0000' }), /samAccountName holds the control character \\u0000 at position 5.*6979/],
+  ['a tab in the objectSid', JSON.stringify({ ...good, objectSid: 'S-1-5\t21' }), /objectSid holds the control character \\u0009/],
+  ['a carriage return in the domain', JSON.stringify({ ...good, domain: 'corp\r.example' }), /domain holds the control character \\u000d/],
 ];
+
+test('names with characters beyond the C0 range pass: accents, C1, non-BMP', () => {
+  const h = parseHookHeader(JSON.stringify({ ...good, samAccountName: 'Jürgen\u0085', dn: 'CN=名前 😀,DC=corp' }));
+  assert.equal(h.account.samAccountName, 'Jürgen\u0085');
+  assert.equal(h.account.dn, 'CN=名前 😀,DC=corp');
+});
 
 for (const [what, line, message] of bad) {
   test(`a header with ${what} is refused with a clear message`, () => {

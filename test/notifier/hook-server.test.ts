@@ -111,6 +111,18 @@ const refusals: Array<[string, () => Buffer, boolean, RegExp]> = [
   ['an empty password', () => header({ passwordBytes: 0 }), true, /passwordBytes/],
   ['nothing at all', () => Buffer.alloc(0), true, /closed before a header line came/],
   ['a request that never completes', () => header({ passwordBytes: 9 }), false, /not complete within 1500 ms/],
+  // Control characters in identifiers (event 6979): refused before the password is read.
+  ['a NUL in samAccountName', () => Buffer.concat([header({ samAccountName: 'bob\u0000admin', passwordBytes: 3 }), Buffer.from('abc')]), true,
+    /the header field samAccountName holds the control character \\u0000 at position 3.*6979/],
+  ['an ESC in the dn', () => Buffer.concat([header({ dn: 'CN=\u001b[2Jbob,DC=corp', passwordBytes: 3 }), Buffer.from('abc')]), true,
+    /the header field dn holds the control character \\u001b at position 3/],
+  ['a line break in the domain', () => Buffer.concat([header({ domain: 'corp.example\nforged', passwordBytes: 3 }), Buffer.from('abc')]), true,
+    /the header field domain holds the control character \\u000a/],
+  ['a DEL in the upn', () => Buffer.concat([header({ upn: 'bob\u007f@corp.example', passwordBytes: 3 }), Buffer.from('abc')]), true,
+    /the header field upn holds the control character \\u007f/],
+  ['a NUL in a sealed change\'s version objectGuid', () => Buffer.concat([header({
+    kind: 'sealed', changeTime: 1, changeId: '00'.repeat(16), version: { objectGuid: 'g\u0000', kvno: 2 }, envelopeBytes: [3],
+  }), Buffer.from('abc')]), true, /version\.objectGuid holds the control character \\u0000/],
 ];
 
 for (const [what, bytes, end, message] of refusals) {

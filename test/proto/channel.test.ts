@@ -9,6 +9,7 @@ import {
   type CallerIdentity, type ChangeAck, type ClientAuthenticator, type HubServerOptions, type SubmitClientOptions,
   type SubmitRequest, type SubmitRequest__Output,
 } from '../../proto/channel.ts';
+import { capturingLog, waitFor } from '../notifier/helpers.ts';
 
 const MAX = 64 * 1024;
 let tls: TlsMaterial;
@@ -35,9 +36,9 @@ async function hub(over: Partial<HubServerOptions> = {}): Promise<{ address: str
   const server = await createHubServer({
     listen: '127.0.0.1:0', tlsCert: Buffer.from(tls.certPem), tlsKey: Buffer.from(tls.keyPem), maxMessageBytes: MAX,
     auth: tlsOnlyServer(), hubId: 'hub-test', ...over,
-    submit: async (req, caller) => {
+    submit: async (req, caller, signal) => {
       calls.push(req);
-      return submit(req, caller);
+      return submit(req, caller, signal);
     },
   });
   open.push(server);
@@ -238,7 +239,7 @@ test('caller metadata reaches the hub, and the reply is verified before any ack 
 test('a hub slower than the deadline gives a retryable DEADLINE_EXCEEDED naming the timeout', async () => {
   let release: () => void = () => {};
   const released = new Promise<void>((resolve) => { release = resolve; });
-  const { address } = await hub({ submit: async (req) => { await released; return acceptAll(req, { principal: '', mechanism: 'tls', peer: '' }); } });
+  const { address } = await hub({ submit: async (req, caller, signal) => { await released; return acceptAll(req, caller, signal); } });
   try {
     const e = await deliveryError(client(address, { timeoutMs: 300 }).submit({ changes: [change(1)] }));
     assert.equal(e.code, 'DEADLINE_EXCEEDED');
@@ -247,6 +248,35 @@ test('a hub slower than the deadline gives a retryable DEADLINE_EXCEEDED naming 
   } finally {
     release();
   }
+});
+
+test('a caller gone past its deadline aborts the handler\'s signal and the hub logs 6980; an answered call never aborts it', async () => {
+  const log = capturingLog();
+  const signals: AbortSignal[] = [];
+  let slow = true;
+  const { address } = await hub({
+    log: log.log,
+    submit: async (req, caller, signal) => {
+      signals.push(signal);
+      if (slow) await new Promise((resolve) => signal.addEventListener('abort', resolve, { once: true }));
+      signal.throwIfAborted();
+      return acceptAll(req, caller, signal);
+    },
+  });
+  const e = await deliveryError(client(address, { timeoutMs: 300 }).submit({ changes: [change(1)] }));
+  assert.equal(e.code, 'DEADLINE_EXCEEDED');
+  const [stopped] = await waitFor('6980 logged', () => (log.events(6980).length > 0 ? log.events(6980) : undefined));
+  assert.equal(stopped!.method, 'pwsync.v1.SubmitRequest');
+  assert.equal(signals[0]!.aborted, true);
+
+  slow = false;
+  const c = client(address);
+  assert.equal((await c.submit({ changes: [change(2)] }))[0]!.status, 'ACCEPTED_DURABLE');
+  // grpc-js signals 'cancelled' when the stream closes after an answer too: that is no caller gone.
+  await c.submit({ changes: [change(3)] });
+  assert.equal(signals.length, 3);
+  assert.deepEqual(signals.slice(1).map((s) => s.aborted), [false, false]);
+  assert.equal(log.events(6980).length, 1);
 });
 
 test('the hub refuses unusable TLS material and a port in use with clear messages', async () => {

@@ -15,6 +15,10 @@ export interface ReportRequest {
    */
   'sourceDc'?: (string);
   'capture'?: (_pwsync_v1_CaptureState)[];
+  /**
+   * At most 1000 notices per call (MAX_REPORT_NOTICES in proto/service.ts): a hub refuses a longer
+   * list with INVALID_ARGUMENT naming the limit; a notifier with more sends them in several reports.
+   */
   'notices'?: (_pwsync_v1_ScopeNotice)[];
   /**
    * the notifier's clock, to name a clock skew
@@ -37,6 +41,10 @@ export interface ReportRequest__Output {
    */
   'sourceDc': (string);
   'capture': (_pwsync_v1_CaptureState__Output)[];
+  /**
+   * At most 1000 notices per call (MAX_REPORT_NOTICES in proto/service.ts): a hub refuses a longer
+   * list with INVALID_ARGUMENT naming the limit; a notifier with more sends them in several reports.
+   */
   'notices': (_pwsync_v1_ScopeNotice__Output)[];
   /**
    * the notifier's clock, to name a clock skew
