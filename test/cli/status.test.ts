@@ -97,7 +97,7 @@ test('exit 0 when every row shown is fine, 3 when one failed; --failed on a pers
   assert.match(daveRow.out, new RegExp(`${dave!.opId}\\s+.*policed.*failed\\s+1\\s+-\\s+6927`));
   const json = await status('--account', 'dave', '--json');
   assert.equal(json.code, 3, json.err);
-  assert.equal((JSON.parse(json.out) as { sync: Array<{ state: string }> }).sync[0]!.state, 'out-of-sync');
+  assert.equal((JSON.parse(json.out) as { sync: Array<{ connector: string; state: string }> }).sync.find((r) => r.connector === 'policed')?.state, 'out-of-sync');
   const everyone = await status();
   assert.equal(everyone.code, 3, 'one person out of sync among all shown');
   const hrOnly = await status('--connector', 'hr');
