@@ -139,7 +139,7 @@ export async function settle(state: HubState, w: Workload, connector: string, o:
   for (const op of ops) {
     lastDone = Math.max(lastDone, op.updatedAt);
     if (op.state === 'successful') ms.push(op.updatedAt - o.sentAt[op.changeTime - o.base]!);
-    else if (op.state === 'failed' && op.eventId === 6919) superseded++;
+    else if (op.state === 'superseded') superseded++;
     else failed.push(`${op.state} ${op.eventId ?? ''} ${op.reason ?? ''}`.trim());
   }
   if (ms.length + superseded + failed.length !== o.count) throw new Error(`${o.count} changes hooked, ${ops.length} set-operations found`);

@@ -127,7 +127,7 @@ async function settle(state: HubState, from: number, count: number, base: number
   const deadline = Date.now() + 900_000;
   while (!ops) {
     const all = (await state.listOperations()).filter((o) => o.changeTime - base >= from && o.changeTime - base < from + count);
-    const done = all.filter((o) => o.state === 'successful' || o.state === 'failed');
+    const done = all.filter((o) => o.state === 'successful' || o.state === 'failed' || o.state === 'superseded');
     if (done.length >= want) ops = done;
     else if (Date.now() > deadline) throw new Error(`${want} set-operations not settled within 15 min (${done.length} were)`);
     else await new Promise((r) => setTimeout(r, 1000));

@@ -4,5 +4,7 @@
 import { register } from 'tsx/esm/api';
 
 register();
+const { quietOnClosedPipe } = await import('../cli/io.ts');
+quietOnClosedPipe();
 const { main } = await import('../cli/main.ts');
 process.exitCode = await main(process.argv);

@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import type { Command } from 'commander';
 import type { Broker } from '../core/broker.ts';
 import { UsageError } from '../core/errors.ts';
@@ -5,10 +6,10 @@ import type { WorkerBus } from '../core/worker-bus.ts';
 import { EVENTS, isEventId } from '../core/events.ts';
 import { silentLogger } from '../core/log.ts';
 import { loadHubConfig, type LoadedHubConfig } from '../config/load.ts';
-import { queryStatus, retryOperation } from '../hub/admin.ts';
+import { queryStatus, retryOperation, showsFailure } from '../hub/admin.ts';
 import { DcRegistry, type DcRecord, type NoticeRecord } from '../hub/dc-registry.ts';
 import type { OperationStatus, SyncStatus } from '../hub/records.ts';
-import { openBroker } from '../hub/service.ts';
+import { hubDatabase, openBroker } from '../hub/service.ts';
 import { workerViews, type WorkerView } from '../hub/workers.ts';
 import { HubState } from '../hub/state.ts';
 
@@ -25,7 +26,6 @@ function table(rows: string[][]): string {
 }
 
 export function renderSync(sync: readonly SyncStatus[]): string {
-  if (sync.length === 0) return 'no accounts recorded yet';
   return table([
     ['ACCOUNT', 'CONNECTOR', 'STATE', 'CHANGE TIME', 'EVENT', 'WHY'],
     ...sync.map((s) => [
@@ -33,6 +33,15 @@ export function renderSync(sync: readonly SyncStatus[]): string {
       s.reason ?? (s.state === 'in-sync' ? 'the latest password arrived' : s.state === 'pending' ? 'queued' : '-'),
     ]),
   ]);
+}
+
+/** What an empty answer means, in words: nothing recorded at all, nothing failed, nothing on that connector yet. */
+export function nothingToShow(q: { account?: string; connector?: string; failed?: boolean }, recorded: boolean): string {
+  if (!recorded) return 'no accounts recorded yet: no change has reached this hub';
+  const scope = [q.account, q.connector && `on connector ${q.connector}`].filter(Boolean).join(' ');
+  if (q.failed) return `nothing failed${scope ? ` for ${scope}` : ''}`;
+  if (q.account && q.connector) return `no record of ${q.account} on connector ${q.connector} yet: none of its changes has been resolved for that connector`;
+  return q.connector ? `no account recorded on connector ${q.connector} yet` : 'nothing to show';
 }
 
 export function renderOperations(ops: readonly OperationStatus[]): string {
@@ -94,12 +103,22 @@ export function renderDcs(dcs: readonly DcRecord[], domains: LoadedHubConfig['do
 /** The hub's state where the hub keeps it: its embedded file, or the NATS JetStream it shares with other hubs. */
 async function withState<T>(configFile: string, fn: (s: HubState, b: Broker, config: LoadedHubConfig, bus?: WorkerBus) => Promise<T>): Promise<T> {
   const config = await loadHubConfig(configFile, { checkFiles: false });
+  if (config.broker.kind !== 'nats') checkHubDatabase(config, configFile);
   const { broker, bus } = await openBroker(config, silentLogger());
   try {
     return await fn(await HubState.open(broker), broker, config, bus);
   } finally {
     await broker.close();
   }
+}
+
+/** The embedded broker's file must be the hub's: opening a missing one would make an empty store and answer from it. */
+function checkHubDatabase(config: LoadedHubConfig, configFile: string): void {
+  const dir = config.hub.dataDir;
+  const fix = `is the hub started (\`pwsync hub --config ${configFile}\` creates it on its first start), and is ${configFile} the YAML of the hub that runs?`;
+  if (!existsSync(dir)) throw new UsageError(`hub.dataDir ${dir} (in ${configFile}) does not exist, so there is no hub state to read: ${fix}`);
+  const file = hubDatabase(config);
+  if (!existsSync(file)) throw new UsageError(`no hub state in ${file}: hub.dataDir ${dir} (in ${configFile}) holds no hub.db: ${fix}`);
 }
 
 /** Each remote connector's worker: connected or not, last request, in flight, applied, failed. */
@@ -118,7 +137,7 @@ export function renderWorkers(views: readonly WorkerView[], now = Date.now()): s
 
 export function register(program: Command): void {
   program.command('status')
-    .description('Did each password arrive, and if not, why: per account and connector, with the set-operations behind it.')
+    .description('Did each password arrive, and if not, why: per account and connector, with the set-operations behind it. It exits 3 when a row shown failed (out of sync, or a failed set-operation), else 0; 1 or 2 on an error.')
     .requiredOption('-c, --config <file>', 'the hub YAML')
     .option('-a, --account <name>', 'one account: NAME or DOMAIN\\NAME')
     .option('--connector <name>', 'one connector')
@@ -145,19 +164,29 @@ export function register(program: Command): void {
         return;
       }
       const account = opts.account ? parseAccount(opts.account) : undefined;
-      const result = await withState(opts.config, async (s, b) => ({
-        ...await queryStatus(s, { account, connector: opts.connector, failedOnly: opts.failed }),
+      const result = await withState(opts.config, async (s, b, config) => ({
+        ...await queryStatus(s, { account, connector: opts.connector, failedOnly: opts.failed }, config.connectors.map((c) => c.name)),
         // Why a password did not even leave the DC; asked per account (a whole domain's would be long).
-        notices: account && !opts.connector ? await (await DcRegistry.open(b, silentLogger())).listNotices(account) : [],
+        notices: account ? await (await DcRegistry.open(b, silentLogger())).listNotices(account) : [],
       }));
+      if (account && !result.accountKnown && result.notices.length === 0) {
+        throw new UsageError(`no such account: ${opts.account!} (no change for it has reached this hub; check the name, or \`pwsync status --dcs\` for the domain controllers that report here)`);
+      }
+      // Notices are per hub, not per connector.
+      const notices = opts.connector ? [] : result.notices;
       const operations = result.operations.map(({ envelope: _sealed, ...o }) => o);
+      // 3: a shown row failed (a person out of sync, a failed set-operation); 1 and 2 are errors.
+      if (showsFailure(result)) process.exitCode = 3;
       if (opts.json) {
-        process.stdout.write(`${JSON.stringify({ sync: result.sync, operations, notices: result.notices }, null, 2)}\n`);
+        process.stdout.write(`${JSON.stringify({ sync: result.sync, operations, notices }, null, 2)}\n`);
         return;
       }
-      if (result.sync.length > 0 || result.notices.length === 0) process.stdout.write(`${renderSync(result.sync)}\n`);
-      if (result.notices.length > 0) process.stdout.write(`${result.sync.length > 0 ? '\n' : ''}${renderNotices(result.notices)}\n`);
-      const shown = opts.operations ? operations : operations.filter((o) => o.state !== 'successful');
+      if (result.sync.length > 0 || notices.length === 0) {
+        process.stdout.write(`${result.sync.length > 0 ? renderSync(result.sync) : nothingToShow(opts, result.recorded)}\n`);
+      }
+      if (notices.length > 0) process.stdout.write(`${result.sync.length > 0 ? '\n' : ''}${renderNotices(notices)}\n`);
+      // Applied and superseded operations are history: listed with --operations.
+      const shown = opts.operations ? operations : operations.filter((o) => o.state !== 'successful' && o.state !== 'superseded');
       if (shown.length > 0) process.stdout.write(`\n${renderOperations(shown)}\n`);
     });
 

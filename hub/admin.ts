@@ -1,6 +1,6 @@
 import type { Broker } from '../core/broker.ts';
 import { UsageError } from '../core/errors.ts';
-import { encode, type OperationRecord, type OperationStatus, type SyncStatus } from './records.ts';
+import { encode, SETTLED_STATES, type OperationRecord, type OperationStatus, type SyncStatus } from './records.ts';
 import type { HubState } from './state.ts';
 import { opsSubject } from './targets.ts';
 
@@ -12,19 +12,40 @@ export interface StatusQuery {
 
 const same = (a: string, b: string): boolean => a.toLowerCase() === b.toLowerCase();
 
-/** What `pwsync status` shows: per (account, connector) sync state, and the operations behind it. */
-export async function queryStatus(state: HubState, q: StatusQuery): Promise<{ sync: SyncStatus[]; operations: OperationStatus[] }> {
-  const match = (s: { domain: string; samAccountName: string; connector: string }): boolean =>
-    (!q.account || (same(s.samAccountName, q.account.samAccountName) && (!q.account.domain || same(s.domain, q.account.domain))))
-    && (!q.connector || s.connector === q.connector);
-  const sync = (await state.listSync()).filter(match)
+export interface StatusResult {
+  sync: SyncStatus[];
+  operations: OperationStatus[];
+  /** With an account asked: whether this hub has a record of it on any connector. */
+  accountKnown?: boolean;
+  /** Whether this hub has recorded any account at all. */
+  recorded: boolean;
+}
+
+/**
+ * What `pwsync status` shows: per (account, connector) sync state, and the operations behind it.
+ * `connectors` (the hub YAML's) refuses a connector that does not exist rather than answer nothing.
+ */
+export async function queryStatus(state: HubState, q: StatusQuery, connectors?: readonly string[]): Promise<StatusResult> {
+  if (q.connector !== undefined && connectors && !connectors.includes(q.connector)) {
+    throw new UsageError(`no such connector ${q.connector}: the hub YAML has ${connectors.length > 0 ? connectors.join(', ') : 'none'}`);
+  }
+  const ofAccount = (s: { domain: string; samAccountName: string }): boolean =>
+    !q.account || (same(s.samAccountName, q.account.samAccountName) && (!q.account.domain || same(s.domain, q.account.domain)));
+  const match = (s: { domain: string; samAccountName: string; connector: string }): boolean => ofAccount(s) && (!q.connector || s.connector === q.connector);
+  const all = await state.listSync();
+  const sync = all.filter(match)
     .filter((s) => !q.failedOnly || s.state === 'out-of-sync')
     .sort((a, b) => a.samAccountName.localeCompare(b.samAccountName) || a.connector.localeCompare(b.connector));
   const operations = (await state.listOperations())
     .filter((o) => match({ ...o.account, connector: o.connector }))
     .filter((o) => !q.failedOnly || o.state === 'failed')
     .sort((a, b) => a.updatedAt - b.updatedAt);
-  return { sync, operations };
+  return { sync, operations, recorded: all.length > 0, ...(q.account ? { accountKnown: all.some(ofAccount) } : {}) };
+}
+
+/** Whether what status shows holds a failure: a person out of sync, or a failed set-operation (`pwsync status` exits 3). */
+export function showsFailure(r: Pick<StatusResult, 'sync' | 'operations'>): boolean {
+  return r.sync.some((s) => s.state === 'out-of-sync') || r.operations.some((o) => o.state === 'failed');
 }
 
 /**
@@ -34,9 +55,12 @@ export async function queryStatus(state: HubState, q: StatusQuery): Promise<{ sy
 export async function retryOperation(broker: Broker, state: HubState, opId: string): Promise<OperationStatus> {
   const status = await state.getOperation(opId);
   if (!status) throw new UsageError(`no set-operation ${opId}: list them with \`pwsync status --failed\``);
+  if (status.state === 'superseded') {
+    throw new UsageError(`set-operation ${opId} was superseded by a newer change for the same object (6919): there is nothing to retry, the newer password is the one that counts`);
+  }
   if (status.state !== 'failed') throw new UsageError(`set-operation ${opId} is ${status.state}, not failed: only failed operations are retried`);
   if (!status.envelope) {
-    throw new UsageError(`set-operation ${opId} no longer holds its sealed password (${status.eventId === 6919 ? 'a newer change was applied' : 'kept only for hub.keepFailedFor'}): the person must change the password again`);
+    throw new UsageError(`set-operation ${opId} no longer holds its sealed password (kept only for hub.keepFailedFor): the person must change the password again`);
   }
   const op: OperationRecord = {
     opId, changeId: status.changeId, connector: status.connector, objectId: status.objectId,
@@ -50,14 +74,13 @@ export async function retryOperation(broker: Broker, state: HubState, opId: stri
 
 /**
  * Housekeeping: drops the sealed passwords of failures older than `keepFailedMs`, and forgets
- * settled operations (successful or failed) older than `keepHistoryMs`, so the state stays bounded.
+ * settled operations (successful, failed, superseded) older than `keepHistoryMs`, so the state stays bounded.
  */
 export async function purgeOperations(state: HubState, keepFailedMs: number, keepHistoryMs: number, now = Date.now()): Promise<{ sealed: number; forgotten: number }> {
   let sealed = 0;
   let forgotten = 0;
   for (const o of await state.listOperations()) {
-    const settled = o.state === 'successful' || o.state === 'failed';
-    if (settled && o.updatedAt < now - keepHistoryMs) {
+    if (SETTLED_STATES.has(o.state) && o.updatedAt < now - keepHistoryMs) {
       await state.deleteOperation(o.opId);
       forgotten++;
     } else if (o.state === 'failed' && o.envelope && o.updatedAt < now - keepFailedMs) {

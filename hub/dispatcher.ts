@@ -35,7 +35,7 @@ const CLAIMED_RETRY_MS = 250;
  * Applies one connector's set-operations. Operations are spread over `concurrency` lanes by
  * target object, so one object is never set twice at once and its operations keep their order;
  * each lane applies up to `batchSize` at a time. Latest wins: an operation older than the change
- * last applied to its object is not applied (6919).
+ * last applied to its object is not applied: it is superseded (6919).
  */
 export class ConnectorWorker {
   private readonly lanes: Item[][];
@@ -160,7 +160,7 @@ export class ConnectorWorker {
     for (const i of items) {
       const status = statuses.get(i.op.opId)!;
       if (newest.get(i.op.objectId) !== i) {
-        await this.fail(i, status, 6919, 'a newer change for the same object is being applied');
+        await this.supersede(i, status, 'a newer change for the same object is being applied');
         continue;
       }
       if (this.shared) {
@@ -181,7 +181,7 @@ export class ConnectorWorker {
       }
       const latest = await this.hubState.latestApplied(t.config.name, i.op.objectId);
       if (latest && i.op.changeTime < latest.changeTime) {
-        await this.fail(i, status, 6919, `change of ${new Date(i.op.changeTime).toISOString()} is older than the one applied (${new Date(latest.changeTime).toISOString()})`);
+        await this.supersede(i, status, `change of ${new Date(i.op.changeTime).toISOString()} is older than the one applied (${new Date(latest.changeTime).toISOString()})`);
         continue;
       }
       status.state = 'in-progress';
@@ -245,17 +245,27 @@ export class ConnectorWorker {
   /** Logged once with its event id, never retried (the operation's delivery is terminated). */
   private async fail(i: Item, status: OperationStatus, eventId: EventId, reason: string): Promise<void> {
     await Promise.all([
-      this.hubState.putOperation({
-        ...status, state: 'failed', eventId, reason, nextAttemptAt: undefined, updatedAt: Date.now(),
-        // The sealed password travels in the queued operation; a failure keeps it for `pwsync
-        // retry` (until hub.keepFailedFor). A stale change is never worth retrying.
-        envelope: eventId === 6919 ? undefined : i.op.envelope,
-      }),
-      eventId === 6919 ? Promise.resolve() : this.updateSync(i.op, { state: 'out-of-sync', eventId, reason }),
+      // The sealed password travels in the queued operation; a failure keeps it for `pwsync
+      // retry` (until hub.keepFailedFor).
+      this.hubState.putOperation({ ...status, state: 'failed', eventId, reason, nextAttemptAt: undefined, updatedAt: Date.now(), envelope: i.op.envelope }),
+      this.updateSync(i.op, { state: 'out-of-sync', eventId, reason }),
     ]);
+    await this.settle(i, eventId, reason);
+    if (eventId === 6923) await this.target.joins?.objectGone(i.op.account, i.op.objectId);
+  }
+
+  /**
+   * A newer change for the same object won (6919): not a failure, nothing to retry, and the
+   * person's sync state belongs to the newer change. No sealed password is kept.
+   */
+  private async supersede(i: Item, status: OperationStatus, reason: string): Promise<void> {
+    await this.hubState.putOperation({ ...status, state: 'superseded', eventId: 6919, reason, nextAttemptAt: undefined, updatedAt: Date.now(), envelope: undefined });
+    await this.settle(i, 6919, reason);
+  }
+
+  private async settle(i: Item, eventId: EventId, reason: string): Promise<void> {
     this.held.delete(i.delivery);
     await i.delivery.terminate();
-    if (eventId === 6923) await this.target.joins?.objectGone(i.op.account, i.op.objectId);
     const level = EVENTS[eventId].severity === 'error' ? 'error' : 'warn';
     this.target.log[level]({ eventId, opId: i.op.opId, changeId: i.op.changeId, objectId: i.op.objectId, reason }, EVENTS[eventId].text);
   }

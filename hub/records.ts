@@ -23,7 +23,11 @@ export type OperationRecord = Pick<ChangeRecord, 'changeId' | 'account' | 'chang
   objectId: string;
 };
 
-export type OperationState = 'queued' | 'in-progress' | 'successful' | 'retrying' | 'failed';
+/** `superseded`: not applied because a newer change for the same object won (6919); not a failure. */
+export type OperationState = 'queued' | 'in-progress' | 'successful' | 'retrying' | 'failed' | 'superseded';
+
+/** The states an operation ends in: nothing more happens to it unless an admin retries a failed one. */
+export const SETTLED_STATES: ReadonlySet<OperationState> = new Set(['successful', 'failed', 'superseded']);
 
 /** What `pwsync status` shows for one set-operation. */
 export interface OperationStatus {

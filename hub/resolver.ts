@@ -3,6 +3,7 @@ import type { Broker, Delivery } from '../core/broker.ts';
 import { BrokerPatience } from '../core/broker-patience.ts';
 import { describeError } from '../core/errors.ts';
 import { operationId } from '../core/operation-id.ts';
+import { asPwsyncError } from './apply.ts';
 import { decode, encode, type ChangeRecord, type OperationRecord } from './records.ts';
 import type { HubState } from './state.ts';
 import { opsSubject, type Target } from './targets.ts';
@@ -12,7 +13,8 @@ export { operationId } from '../core/operation-id.ts';
 /**
  * Turns each stored change into one set-operation per joined object. A change is acknowledged
  * only after every joined connector has its operation durably queued; if a connector's objects
- * cannot be read, the change is retried and the operations already queued dedupe.
+ * cannot be read, the change is retried (the operations already queued dedupe) and the person's
+ * row for that connector says why.
  */
 export class Resolver {
   constructor(
@@ -22,6 +24,9 @@ export class Resolver {
     private readonly retryDelayMs: number,
     private readonly log: Logger,
   ) {}
+
+  /** Connectors that refuse the hub now, with the message logged for each. */
+  private readonly refusing = new Map<string, string>();
 
   async run(signal: AbortSignal): Promise<void> {
     const patience = new BrokerPatience(this.log, 'resolver');
@@ -43,17 +48,54 @@ export class Resolver {
       return;
     }
     const log = this.log.child({ changeId: change.changeId, account: `${change.account.domain}\\${change.account.samAccountName}` });
-    let failed = false;
+    let delay: number | undefined;
     await Promise.all(this.targets.map(async (t) => {
       try {
         await this.fanOut(change, t);
+        if (this.refusing.delete(t.config.name)) t.log.info('the connector\'s objects can be read again: the changes waiting for it are joined');
       } catch (e) {
-        failed = true;
-        log.warn({ connector: t.config.name, eventId: 6940, err: describeError(e) }, 'cannot resolve the join now; the change is retried');
+        const wait = await this.cannotJoin(change, t, e, log);
+        delay = Math.min(delay ?? wait, wait);
       }
     }));
-    if (failed) await d.retryAfter(this.retryDelayMs);
+    if (delay !== undefined) await d.retryAfter(delay);
     else await d.ack();
+  }
+
+  /**
+   * The connector's objects cannot be read, so the account cannot be joined: the change is kept
+   * (not acknowledged) and resolved again, and the person's row says why. A connector that is
+   * down is tried again soon (6940). One that refuses the hub (its service account's password or
+   * rights: 6942; its TLS: 6951) shows that event on the row and is tried again only at its retry
+   * interval, so the change flows once an admin fixes the account, and is never lost meanwhile.
+   */
+  private async cannotJoin(change: ChangeRecord, t: Target, e: unknown, log: Logger): Promise<number> {
+    const err = asPwsyncError(e);
+    const connector = t.config.name;
+    if (err.retryable) {
+      log.warn({ connector, eventId: 6940, err: err.message }, 'cannot resolve the join now; the change is retried');
+      await this.recordWaiting(change, connector, 'pending', 6940, `cannot read the connector's objects to join the account (${err.message}); tried again in ${this.retryDelayMs / 1000}s`);
+      return this.retryDelayMs;
+    }
+    const wait = Math.max(this.retryDelayMs, t.config.retry.interval);
+    // Logged once per connector while it refuses, not once per change and retry.
+    if (this.refusing.get(connector) !== err.message) {
+      this.refusing.set(connector, err.message);
+      log.error({ connector, eventId: err.eventId, err: err.message, retryInMs: wait }, `the connector refuses the hub, so accounts cannot be joined in it: its changes wait at the hub and are joined again every ${wait / 1000}s`);
+    }
+    await this.recordWaiting(change, connector, 'out-of-sync', err.eventId, `${err.message}; the change waits at the hub and is joined again every ${wait / 1000}s`);
+    return wait;
+  }
+
+  /** The person's row for a change that waits for its join, unless a newer change already owns the row. */
+  private async recordWaiting(change: ChangeRecord, connector: string, state: 'pending' | 'out-of-sync', eventId: number, reason: string): Promise<void> {
+    const prior = await this.state.getSync(change.account, connector);
+    if (prior && (prior.changeTime > change.changeTime
+      || (prior.changeTime === change.changeTime && prior.state === state && prior.eventId === eventId && prior.reason === reason))) return;
+    await this.state.putSync({
+      domain: change.account.domain, samAccountName: change.account.samAccountName, connector,
+      state, changeTime: change.changeTime, eventId, reason, updatedAt: Date.now(),
+    });
   }
 
   private async fanOut(change: ChangeRecord, t: Target): Promise<void> {

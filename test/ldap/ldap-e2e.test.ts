@@ -7,7 +7,7 @@ import { DOMAIN, Lab, spawnPwsync, until } from '../../cli/lab.ts';
 import { openSqliteBroker } from '../../core/broker-sqlite.ts';
 import { Secret } from '../../core/secret.ts';
 import { queryStatus } from '../../hub/admin.ts';
-import type { OperationStatus } from '../../hub/records.ts';
+import { SETTLED_STATES, type OperationStatus } from '../../hub/records.ts';
 import { HubState } from '../../hub/state.ts';
 import { sendHookChange } from '../../notifier/hook-client.ts';
 import { testDir } from '../lib/dirs.ts';
@@ -63,7 +63,7 @@ async function ops(sam: string, connector = CONNECTOR): Promise<OperationStatus[
 async function settled(sam: string, count: number, connector = CONNECTOR, timeoutMs = 60_000): Promise<OperationStatus[]> {
   return until(`${count} settled operation(s) for ${sam} on ${connector}`, timeoutMs, async () => {
     const o = await ops(sam, connector);
-    return o.length >= count && o.every((x) => x.state === 'successful' || x.state === 'failed') ? o.sort((a, b) => a.changeTime - b.changeTime) : undefined;
+    return o.length >= count && o.every((x) => SETTLED_STATES.has(x.state)) ? o.sort((a, b) => a.changeTime - b.changeTime) : undefined;
   });
 }
 
@@ -145,7 +145,7 @@ test('policy: too short and reused fail once with 6927 and the reason, never ret
   assert.match(reused.reason!, /in history/);
   assert.equal(await slapd.bindsAs(POLICY, testPassword('policy-second-pass')), true, 'the refused password did not replace the current one');
   const status = spawnPwsync(['status', '--config', lab.hubConfig, '--account', `${DOMAIN}\\${POLICY}`, '--operations']);
-  assert.equal(await status.exited, 0, status.stderr());
+  assert.equal(await status.exited, 3, `a failed operation shown: exit 3; ${status.stderr()}`);
   assert.match(status.stdout(), new RegExp(`${reused.opId}.*failed.*6927`));
   await neverRetried([short!, reused]);
 });
@@ -252,13 +252,13 @@ test('slapd killed -9 and restarted during 500 changes: every change accounted f
     const ops = (await state.listOperations()).filter((o) => o.connector === CONNECTOR);
     const ok = new Set(ops.filter((o) => o.state === 'successful').map((o) => o.changeId));
     // An older change waiting to retry is superseded (6919) at its next attempt.
-    const settledIds = new Set(ops.filter((o) => o.state === 'successful' || o.state === 'failed').map((o) => o.changeId));
+    const settledIds = new Set(ops.filter((o) => SETTLED_STATES.has(o.state)).map((o) => o.changeId));
     return (latest.every((i) => ok.has(acked.get(i)!)) && [...acked.values()].every((id) => settledIds.has(id))) || undefined;
   });
   const byChange = new Map((await state.listOperations()).filter((o) => o.connector === CONNECTOR).map((o) => [o.changeId, o]));
   const missing = [...acked.values()].filter((id) => !byChange.has(id));
   assert.deepEqual(missing, [], 'every acknowledged change has its set-operation');
-  const unsettled = [...acked.values()].map((id) => byChange.get(id)!).filter((o) => o.state !== 'successful' && !(o.state === 'failed' && o.eventId === 6919));
+  const unsettled = [...acked.values()].map((id) => byChange.get(id)!).filter((o) => o.state !== 'successful' && o.state !== 'superseded');
   assert.deepEqual(unsettled.map((o) => [o.account.samAccountName, o.state, o.eventId, o.reason]), [], 'every change landed or was superseded by a newer one (6919)');
   // A retried operation may end superseded (6919) rather than with a second attempt: the hub's own
   // log says which met the dead directory.

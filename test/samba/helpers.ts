@@ -7,7 +7,7 @@ import { Lab, until, type LabConnector, type LabOptions } from '../../cli/lab.ts
 import { openSqliteBroker } from '../../core/broker-sqlite.ts';
 import { verifyPassword } from '../../extensions/examples/scrypt-hash/verify.ts';
 import { queryStatus } from '../../hub/admin.ts';
-import type { OperationStatus } from '../../hub/records.ts';
+import { SETTLED_STATES, type OperationStatus } from '../../hub/records.ts';
 import { HubState } from '../../hub/state.ts';
 import { sambaChangeId } from '../../notifier/samba/capture-script.ts';
 import { testDir } from '../lib/dirs.ts';
@@ -85,7 +85,7 @@ export async function operations(s: SambaLab, sam: string): Promise<OperationSta
 export async function settled(s: SambaLab, sam: string, count: number, timeoutMs = 60_000): Promise<OperationStatus[]> {
   return until(`${count} settled operation(s) for ${sam}`, timeoutMs, async () => {
     const ops = await operations(s, sam);
-    return ops.length >= count && ops.every((o) => o.state === 'successful' || o.state === 'failed') ? ops : undefined;
+    return ops.length >= count && ops.every((o) => SETTLED_STATES.has(o.state)) ? ops : undefined;
   });
 }
 

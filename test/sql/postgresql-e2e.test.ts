@@ -5,7 +5,7 @@ import { after, before, test } from 'node:test';
 import { DOMAIN, Lab, spawnPwsync, until } from '../../cli/lab.ts';
 import { openSqliteBroker } from '../../core/broker-sqlite.ts';
 import { queryStatus } from '../../hub/admin.ts';
-import type { OperationStatus } from '../../hub/records.ts';
+import { SETTLED_STATES, type OperationStatus } from '../../hub/records.ts';
 import { HubState } from '../../hub/state.ts';
 import { testDir } from '../lib/dirs.ts';
 import { TEST_PASSWORD_PREFIX, testPassword } from '../lib/passwords.ts';
@@ -30,7 +30,7 @@ async function hook(sam: string, password: Buffer): Promise<void> {
 async function settled(sam: string, count: number): Promise<OperationStatus[]> {
   return until(`${count} settled operation(s) for ${sam}`, 60_000, async () => {
     const o = (await queryStatus(state, { account: { samAccountName: sam }, connector: CONNECTOR })).operations;
-    return o.length >= count && o.every((x) => x.state === 'successful' || x.state === 'failed') ? o.sort((a, b) => a.changeTime - b.changeTime) : undefined;
+    return o.length >= count && o.every((x) => SETTLED_STATES.has(x.state)) ? o.sort((a, b) => a.changeTime - b.changeTime) : undefined;
   });
 }
 
