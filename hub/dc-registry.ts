@@ -1,4 +1,5 @@
-import { KvConflictError, type Broker, type KvStore } from '../core/broker.ts';
+import { brokerBusy, KvConflictError, type Broker, type KvStore } from '../core/broker.ts';
+import { changeTimeProblem, formatTime } from '../core/change-time.ts';
 import type { DomainConfig } from '../config/schema.ts';
 import { describeError } from '../core/errors.ts';
 import { EVENTS, type EventId } from '../core/events.ts';
@@ -192,7 +193,7 @@ export class DcRegistry {
         });
         if (!next) continue;
         logEvent(this.log, 6955, {
-          domain: r.domain, sourceDc: r.sourceDc, principal: r.principal, lastSeen: new Date(r.lastSeen).toISOString(),
+          domain: r.domain, sourceDc: r.sourceDc, principal: r.principal, lastSeen: formatTime(r.lastSeen),
           silentMs: now - r.lastSeen, dcSilentAfterMs: d.dcSilentAfter,
         });
         raised.push(next);
@@ -219,7 +220,7 @@ export class DcRegistry {
     }));
     const fields = { domain, sourceDc, principal: caller.principal, notifierId };
     if (!old) logEvent(this.log, 6956, { ...fields, first: true });
-    else if (old.silent) logEvent(this.log, 6956, { ...fields, first: false, silentSince: new Date(old.lastSeen).toISOString() });
+    else if (old.silent) logEvent(this.log, 6956, { ...fields, first: false, silentSince: formatTime(old.lastSeen) });
     return next!;
   }
 }
@@ -229,6 +230,8 @@ export interface ReportHandlerOptions {
   authorizer: DomainAuthorizer;
   registry: DcRegistry;
   log: Logger;
+  /** hub.clockTolerance: a notice stamped further ahead is answered but not stored (6974). */
+  clockToleranceMs: number;
   now?: () => number;
 }
 
@@ -258,11 +261,31 @@ export function createReportHandler(opts: ReportHandlerOptions): (req: ReportReq
         continue;
       }
       const a = n.account!;
-      await opts.registry.storeNotice({
-        noticeId: n.noticeId.toString('hex'), domain: domain.name, samAccountName: a.samAccountName, objectGuid: a.objectGuid,
-        userPrincipalName: a.userPrincipalName, distinguishedName: a.distinguishedName, target: clip(n.target), reason: clip(n.reason),
-        changeTime: n.changeTimeMs, sourceDc: req.sourceDc, principal: caller.principal, receivedAt: now(),
-      });
+      const noticeId = n.noticeId.toString('hex');
+      const fields = { domain: domain.name, sourceDc: req.sourceDc, principal: caller.principal, noticeId, account: a.samAccountName, target: n.target };
+      const future = changeTimeProblem(n.changeTimeMs, now(), opts.clockToleranceMs);
+      if (future) {
+        // Stored, it would hide every newer notice for that account and target: answered, so the
+        // notifier forgets it, and not stored.
+        logEvent(opts.log, 6974, { ...fields, skewMs: future.skewMs, clockToleranceMs: opts.clockToleranceMs, reason: future.reason });
+        stored.push(n.noticeId);
+        continue;
+      }
+      try {
+        await opts.registry.storeNotice({
+          noticeId, domain: domain.name, samAccountName: a.samAccountName, objectGuid: a.objectGuid,
+          userPrincipalName: a.userPrincipalName, distinguishedName: a.distinguishedName, target: clip(n.target), reason: clip(n.reason),
+          changeTime: n.changeTimeMs, sourceDc: req.sourceDc, principal: caller.principal, receivedAt: now(),
+        });
+      } catch (e) {
+        if (brokerBusy(e)) {
+          // Not answered: the notifier sends it again with its next report.
+          opts.log.warn({ ...fields, err: e }, 'a notice cannot be stored now; the notifier sends it again');
+          continue;
+        }
+        // One notice that cannot be stored holds back neither the others nor the next reports.
+        logEvent(opts.log, 6975, { ...fields, changeTime: formatTime(n.changeTimeMs), err: e });
+      }
       stored.push(n.noticeId);
     }
     if (stored.length > 0) opts.log.info({ domain: domain.name, sourceDc: req.sourceDc, notices: stored.length }, 'out-of-scope notices stored');

@@ -1,9 +1,11 @@
 import type { Logger } from 'pino';
-import type { Broker, Delivery } from '../core/broker.ts';
+import { brokerBusy, type Broker, type Delivery } from '../core/broker.ts';
 import { BrokerPatience } from '../core/broker-patience.ts';
+import { formatTime } from '../core/change-time.ts';
 import { describeError } from '../core/errors.ts';
+import { EVENTS } from '../core/events.ts';
 import { operationId } from '../core/operation-id.ts';
-import { decode, encode, type ChangeRecord, type OperationRecord } from './records.ts';
+import { changeProblem, decode, encode, newerSync, type ChangeRecord, type OperationRecord } from './records.ts';
 import type { HubState } from './state.ts';
 import { opsSubject, type Target } from './targets.ts';
 
@@ -12,14 +14,15 @@ export { operationId } from '../core/operation-id.ts';
 /**
  * Turns each stored change into one set-operation per joined object. A change is acknowledged
  * only after every joined connector has its operation durably queued; if a connector's objects
- * cannot be read, the change is retried and the operations already queued dedupe.
+ * cannot be read, the change is retried and the operations already queued dedupe. Each change of
+ * a fetched batch is settled on its own: one that cannot be resolved is set aside (6975).
  */
 export class Resolver {
   constructor(
     private readonly broker: Broker,
     private readonly state: HubState,
     private readonly targets: readonly Target[],
-    private readonly retryDelayMs: number,
+    private readonly opts: { retryDelayMs: number; /** hub.clockTolerance */ clockToleranceMs: number },
     private readonly log: Logger,
   ) {}
 
@@ -29,7 +32,7 @@ export class Resolver {
     if (!consumer) return;
     while (!signal.aborted) {
       const batch = await patience.fetch(consumer, { max: 256, expiresMs: 1000, signal });
-      await Promise.all(batch.map((d) => this.handle(d)));
+      await Promise.all(batch.map((d) => this.handle(d).catch((e: unknown) => this.handleFailed(d, e))));
     }
   }
 
@@ -42,6 +45,11 @@ export class Resolver {
       await d.terminate();
       return;
     }
+    const problem = changeProblem(change, Date.now(), this.opts.clockToleranceMs);
+    if (problem) {
+      await this.setAside(d, change, problem);
+      return;
+    }
     const log = this.log.child({ changeId: change.changeId, account: `${change.account.domain}\\${change.account.samAccountName}` });
     let failed = false;
     await Promise.all(this.targets.map(async (t) => {
@@ -52,8 +60,38 @@ export class Resolver {
         log.warn({ connector: t.config.name, eventId: 6940, err: describeError(e) }, 'cannot resolve the join now; the change is retried');
       }
     }));
-    if (failed) await d.retryAfter(this.retryDelayMs);
+    if (failed) await d.retryAfter(this.opts.retryDelayMs);
     else await d.ack();
+  }
+
+  /** What a change's handling threw: the broker unable now, retried; anything else, the change is set aside. */
+  private async handleFailed(d: Delivery, e: unknown): Promise<void> {
+    if (brokerBusy(e)) {
+      this.log.warn({ seq: d.seq, err: e }, 'the broker cannot record a change\'s set-operations now; it is retried');
+      await d.retryAfter(this.opts.retryDelayMs).catch(() => undefined);
+      return;
+    }
+    let change: ChangeRecord | undefined;
+    try {
+      change = decode<ChangeRecord>(d.data);
+    } catch {
+      change = undefined;
+    }
+    await this.setAside(d, change, `it cannot be resolved: ${describeError(e)}`, e);
+  }
+
+  /**
+   * A change no attempt can resolve: its delivery ended and event 6975 logged with what names it,
+   * so that the changes fetched with it go on.
+   */
+  private async setAside(d: Delivery, change: ChangeRecord | undefined, reason: string, err?: unknown): Promise<void> {
+    await d.terminate().catch((e: unknown) => this.log.warn({ seq: d.seq, err: e }, 'cannot end a set-aside change\'s delivery; it is set aside again when offered'));
+    const c = change as Partial<ChangeRecord> | undefined;
+    this.log.error({
+      eventId: 6975, seq: d.seq, changeId: c?.changeId, sourceDc: c?.sourceDc, caller: c?.caller,
+      account: c?.account ? `${String(c.account.domain)}\\${String(c.account.samAccountName)}` : undefined,
+      changeTime: formatTime(c?.changeTime), reason, ...(err ? { err } : {}),
+    }, EVENTS[6975].text);
   }
 
   private async fanOut(change: ChangeRecord, t: Target): Promise<void> {
@@ -62,7 +100,7 @@ export class Resolver {
     const outcome = await t.joins!.resolve(change.account);
     if (!outcome.joined) {
       const prior = await this.state.getSync(change.account, connector);
-      if (!prior || prior.changeTime <= change.changeTime) {
+      if (!newerSync(prior, change.changeTime, now, this.opts.clockToleranceMs)) {
         await this.state.putSync({
           domain: change.account.domain, samAccountName: change.account.samAccountName, connector,
           state: 'not-joined', changeTime: change.changeTime, eventId: 6948, reason: outcome.reason, updatedAt: now,
@@ -83,7 +121,7 @@ export class Resolver {
     await this.broker.publish(opsSubject(connector), encode(op), { msgId: op.opId });
     if (fresh) {
       const prior = await this.state.getSync(change.account, connector);
-      if (!prior || prior.changeTime <= change.changeTime) {
+      if (!newerSync(prior, change.changeTime, now, this.opts.clockToleranceMs)) {
         await this.state.putSync({
           domain: change.account.domain, samAccountName: change.account.samAccountName, connector,
           state: 'pending', objectId: op.objectId, opId: op.opId, changeTime: change.changeTime, updatedAt: now,
