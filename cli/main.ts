@@ -11,6 +11,7 @@ const COMMANDS: ReadonlyArray<() => Promise<{ register(program: Command): void }
   () => import('./notifier.ts'),
   () => import('./hook.ts'),
   () => import('./status.ts'),
+  () => import('./latest.ts'),
   () => import('./config.ts'),
   () => import('./connector.ts'),
   () => import('./broker.ts'),

@@ -1,24 +1,26 @@
 import { existsSync } from 'node:fs';
 import type { Command } from 'commander';
 import type { Broker } from '../core/broker.ts';
+import { formatTime } from '../core/change-time.ts';
 import { UsageError } from '../core/errors.ts';
 import type { WorkerBus } from '../core/worker-bus.ts';
 import { EVENTS, isEventId } from '../core/events.ts';
 import { silentLogger } from '../core/log.ts';
 import { loadHubConfig, type LoadedHubConfig } from '../config/load.ts';
-import { queryStatus, retryOperation, showsFailure } from '../hub/admin.ts';
+import { latestOf, queryStatus, retryOperation, showsFailure, type LatestApplied } from '../hub/admin.ts';
 import { DcRegistry, type DcRecord, type NoticeRecord } from '../hub/dc-registry.ts';
 import type { OperationStatus, SyncStatus } from '../hub/records.ts';
 import { hubDatabase, openBroker } from '../hub/service.ts';
 import { workerViews, type WorkerView } from '../hub/workers.ts';
 import { HubState } from '../hub/state.ts';
 
-function parseAccount(s: string): { domain?: string; samAccountName: string } {
+export function parseAccount(s: string): { domain?: string; samAccountName: string } {
   const i = s.indexOf('\\');
   return i < 0 ? { samAccountName: s } : { domain: s.slice(0, i), samAccountName: s.slice(i + 1) };
 }
 
-const when = (ms: number | undefined): string => (ms ? new Date(ms).toISOString().replace('.000Z', 'Z') : '-');
+// A stored time past what a Date holds prints as its number, never throws (one bad record must not hide the rest).
+const when = (ms: number | undefined): string => (ms ? formatTime(ms).replace('.000Z', 'Z') : '-');
 
 function table(rows: string[][]): string {
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
@@ -52,6 +54,17 @@ export function renderOperations(ops: readonly OperationStatus[]): string {
       o.opId, `${o.account.domain}\\${o.account.samAccountName}`, o.connector, o.objectId, o.state, String(o.attempts),
       when(o.nextAttemptAt), o.eventId ? String(o.eventId) : '-',
       o.reason ?? (o.eventId && isEventId(o.eventId) ? EVENTS[o.eventId].text : '-'),
+    ]),
+  ]);
+}
+
+/** The change time last applied to each of the account's objects; one in the future refuses every real change (6919). */
+export function renderLatest(latest: readonly LatestApplied[], clockToleranceMs: number, now = Date.now()): string {
+  return table([
+    ['CONNECTOR', 'OBJECT', 'LATEST APPLIED', 'CHANGE', 'NOTE'],
+    ...latest.map((l) => [
+      l.connector, l.objectId, when(l.changeTime), l.changeId,
+      l.changeTime > now + clockToleranceMs ? `IN THE FUTURE: every real change is refused as older (6919); clear it: pwsync latest clear --connector ${l.connector} --object ${l.objectId}` : '-',
     ]),
   ]);
 }
@@ -101,7 +114,7 @@ export function renderDcs(dcs: readonly DcRecord[], domains: LoadedHubConfig['do
 }
 
 /** The hub's state where the hub keeps it: its embedded file, or the NATS JetStream it shares with other hubs. */
-async function withState<T>(configFile: string, fn: (s: HubState, b: Broker, config: LoadedHubConfig, bus?: WorkerBus) => Promise<T>): Promise<T> {
+export async function withState<T>(configFile: string, fn: (s: HubState, b: Broker, config: LoadedHubConfig, bus?: WorkerBus) => Promise<T>): Promise<T> {
   const config = await loadHubConfig(configFile, { checkFiles: false });
   if (config.broker.kind !== 'nats') checkHubDatabase(config, configFile);
   const { broker, bus } = await openBroker(config, silentLogger());
@@ -164,11 +177,16 @@ export function register(program: Command): void {
         return;
       }
       const account = opts.account ? parseAccount(opts.account) : undefined;
-      const result = await withState(opts.config, async (s, b, config) => ({
-        ...await queryStatus(s, { account, connector: opts.connector, failedOnly: opts.failed }, config.connectors.map((c) => c.name)),
-        // Why a password did not even leave the DC; asked per account (a whole domain's would be long).
-        notices: account ? await (await DcRegistry.open(b, silentLogger())).listNotices(account) : [],
-      }));
+      const result = await withState(opts.config, async (s, b, config) => {
+        const status = await queryStatus(s, { account, connector: opts.connector, failedOnly: opts.failed }, config.connectors.map((c) => c.name));
+        return {
+          ...status,
+          // Why a password did not even leave the DC; asked per account (a whole domain's would be long).
+          notices: account ? await (await DcRegistry.open(b, silentLogger())).listNotices(account) : [],
+          latest: account ? await latestOf(s, [...status.sync, ...status.operations]) : [],
+          clockToleranceMs: config.hub.clockTolerance,
+        };
+      });
       if (account && !result.accountKnown && result.notices.length === 0) {
         throw new UsageError(`no such account: ${opts.account!} (no change for it has reached this hub; check the name, or \`pwsync status --dcs\` for the domain controllers that report here)`);
       }
@@ -178,7 +196,7 @@ export function register(program: Command): void {
       // 3: a shown row failed (a person out of sync, a failed set-operation); 1 and 2 are errors.
       if (showsFailure(result)) process.exitCode = 3;
       if (opts.json) {
-        process.stdout.write(`${JSON.stringify({ sync: result.sync, operations, notices }, null, 2)}\n`);
+        process.stdout.write(`${JSON.stringify({ sync: result.sync, operations, notices, latest: result.latest }, null, 2)}\n`);
         return;
       }
       if (result.sync.length > 0 || notices.length === 0) {
@@ -188,6 +206,7 @@ export function register(program: Command): void {
       // Applied and superseded operations are history: listed with --operations.
       const shown = opts.operations ? operations : operations.filter((o) => o.state !== 'successful' && o.state !== 'superseded');
       if (shown.length > 0) process.stdout.write(`\n${renderOperations(shown)}\n`);
+      if (result.latest.length > 0) process.stdout.write(`\n${renderLatest(result.latest, result.clockToleranceMs)}\n`);
     });
 
   program.command('retry')

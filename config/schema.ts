@@ -145,6 +145,7 @@ export const HubSchema = Type.Object({
     shutdownGrace: Duration('10s', 'On SIGTERM, how long in-flight work may take to finish.'),
     keepFailedFor: Duration('72h', 'How long a failed set-operation keeps its sealed password for `pwsync retry`.'),
     keepHistoryFor: Duration('30d', 'How long settled set-operations stay listed in `pwsync status --operations`; the per-account sync state is kept always.'),
+    clockTolerance: Duration('5m', 'A change whose change time lies further ahead of this hub\'s clock is refused (event 6974): one stamped in the future would outrank every real change of that person (latest wins). Kerberos allows 5m too.'),
     kerberos: Type.Optional(Type.Object({
       keytab: Path('The keytab with the key of the hub\'s SPN (samba-tool domain exportkeytab --principal=PWSYNC/hub.example.com, or ktpass).'),
       service: GssService('The hub\'s own service name; notifiers must ask for the same.'),
@@ -197,6 +198,7 @@ export const NotifierSchema = Type.Object({
       maxAge: Duration('72h', 'Drop (event 6945) a change not delivered by then (PCNS: 72h).'),
     }, { additionalProperties: false, default: {} }),
     shutdownGrace: Duration('10s', 'On SIGTERM, how long an in-flight delivery may take.'),
+    clockTolerance: Duration('5m', 'A captured change whose change time lies further ahead of this DC\'s clock is refused (event 6974): the hook hears why, a spooled one is put aside.'),
     kerberos: Type.Optional(Type.Object({
       keytab: Type.Optional(Path('The keytab with this DC\'s machine account key (DC1$); the library renews tickets from it.')),
       ccache: Type.Optional(Type.String({ minLength: 1, description: 'A credential cache to use instead of a keytab (FILE:/path); tickets are not renewed.' })),

@@ -1,3 +1,5 @@
+import { isPwsyncError } from './errors.ts';
+
 /**
  * Where changes and set-operations wait. Shaped after JetStream so that the embedded store
  * (core/broker-sqlite.ts) and a NATS JetStream implementation pass one contract suite:
@@ -72,6 +74,16 @@ export class KvConflictError extends Error {
     super(message);
     this.name = 'KvConflictError';
   }
+}
+
+/**
+ * Whether a failure says the broker cannot do it now (unreachable, no leader, a lost
+ * compare-and-set) rather than that the record is bad: the first is tried again later, the second
+ * sets the record aside (event 6975) so it holds back nothing else.
+ */
+export function brokerBusy(e: unknown): boolean {
+  if (e instanceof KvConflictError) return true;
+  return isPwsyncError(e) && e.retryable;
 }
 
 /**

@@ -188,6 +188,21 @@ export const EVENTS = {
     text: 'a connector worker refused what it was given, or NATS refused the worker: another connector\'s operation, a password not sealed for its key, or credentials without rights to its connector\'s subjects',
     fix: 'give each worker its own connector\'s NATS user and its own key pair; the hub\'s connection.publicKey for the connector must be that worker\'s public key',
   },
+  6974: {
+    severity: 'warning', retryable: false,
+    text: 'a change was refused: its change time lies beyond this clock plus the clock tolerance (the DC\'s clock is ahead, or the time is corrupt)',
+    fix: 'the event names the DC and the skew: set that DC\'s clock right (NTP), then have the person change the password again; raise hub.clockTolerance / notifier.clockTolerance only for a known, lasting skew',
+  },
+  6975: {
+    severity: 'error', retryable: false,
+    text: 'one record of a batch could not be handled and was set aside; the others in its batch were settled',
+    fix: 'the event names the record (change, set-operation or notice) and the reason; the person changes the password again if it was a password change',
+  },
+  6976: {
+    severity: 'info', retryable: false,
+    text: 'an admin cleared the change time last applied to a target object: the next change for it is applied whatever its time',
+    fix: 'nothing: the audit trail (action latest-clear) says who did it and what was cleared',
+  },
   6979: {
     severity: 'error', retryable: false,
     text: 'an identifier was refused: an account name, DN, domain or host name holds a control character, or a request field is not valid UTF-8',

@@ -17,12 +17,14 @@ export interface LogOptions {
   /** A file to append to; standard output when absent. */
   file?: string;
   name?: string;
+  /** Write each line before returning: for a short-lived command whose lines must not be lost at exit. */
+  sync?: boolean;
 }
 
 export function createLogger(opts: LogOptions = {}): Logger {
   const destination = opts.file
-    ? pino.destination({ dest: opts.file, mkdir: true, sync: false })
-    : pino.destination({ fd: 1, sync: false });
+    ? pino.destination({ dest: opts.file, mkdir: true, sync: opts.sync ?? false })
+    : pino.destination({ fd: 1, sync: opts.sync ?? false });
   return pino({
     name: opts.name ?? 'pwsync',
     level: opts.level ?? 'info',

@@ -1,5 +1,9 @@
 import type { Broker } from '../core/broker.ts';
+import { formatTime } from '../core/change-time.ts';
 import { UsageError } from '../core/errors.ts';
+import { EVENTS } from '../core/events.ts';
+import type { Logger } from '../core/log.ts';
+import { localActor, type AuditTrail } from './audit.ts';
 import { encode, SETTLED_STATES, type OperationRecord, type OperationStatus, type SyncStatus } from './records.ts';
 import type { HubState } from './state.ts';
 import { opsSubject } from './targets.ts';
@@ -89,4 +93,42 @@ export async function purgeOperations(state: HubState, keepFailedMs: number, kee
     }
   }
   return { sealed, forgotten };
+}
+
+/** The change time last applied to one target object, as `pwsync status --account` lists it. */
+export interface LatestApplied {
+  connector: string;
+  objectId: string;
+  changeTime: number;
+  changeId: string;
+}
+
+/** The latest-applied change time of each object the account's sync states and operations name. */
+export async function latestOf(state: HubState, seen: ReadonlyArray<{ connector: string; objectId?: string }>): Promise<LatestApplied[]> {
+  const objects = new Map<string, { connector: string; objectId: string }>();
+  for (const s of seen) if (s.objectId) objects.set(`${s.connector}\0${s.objectId}`, { connector: s.connector, objectId: s.objectId });
+  const out: LatestApplied[] = [];
+  for (const o of objects.values()) {
+    const l = await state.latestApplied(o.connector, o.objectId);
+    if (l) out.push({ ...o, changeTime: l.changeTime, changeId: l.changeId });
+  }
+  return out.sort((a, b) => a.connector.localeCompare(b.connector) || a.objectId.localeCompare(b.objectId));
+}
+
+/**
+ * Clears a target object's latest-applied change time (one stamped in the future refuses every
+ * real change as older, 6919): recorded in the audit trail as `latest-clear` and logged as 6976.
+ */
+export async function clearLatestApplied(
+  state: HubState, audit: AuditTrail, log: Logger, connector: string, objectId: string, who = localActor(),
+): Promise<LatestApplied> {
+  const subject = `${connector}/${objectId}`;
+  const old = await state.clearLatest(connector, objectId);
+  if (!old) {
+    await audit.record({ ...who, action: 'latest-clear', subject, result: 'refused', detail: 'no latest-applied change time recorded' });
+    throw new UsageError(`connector ${connector} has no latest-applied change time for object ${objectId}: \`pwsync status --account NAME\` lists the recorded ones`);
+  }
+  await audit.record({ ...who, action: 'latest-clear', subject, result: 'ok', detail: `cleared change ${old.changeId} of ${formatTime(old.changeTime)}` });
+  log.info({ eventId: 6976, connector, objectId, changeId: old.changeId, changeTime: formatTime(old.changeTime), actor: who.actor, from: who.from }, EVENTS[6976].text);
+  return { connector, objectId, ...old };
 }

@@ -1,4 +1,5 @@
-import { KvConflictError, type Broker, type KvStore, type KvWrite } from '../core/broker.ts';
+import { brokerBusy, KvConflictError, type Broker, type KvStore, type KvWrite } from '../core/broker.ts';
+import { changeTimeProblem, formatTime } from '../core/change-time.ts';
 import type { DomainConfig } from '../config/schema.ts';
 import { describeError } from '../core/errors.ts';
 import { EVENTS, type EventId } from '../core/events.ts';
@@ -211,7 +212,7 @@ export class DcRegistry {
         });
         if (!next) continue;
         logEvent(this.log, 6955, {
-          domain: r.domain, sourceDc: r.sourceDc, principal: r.principal, lastSeen: new Date(r.lastSeen).toISOString(),
+          domain: r.domain, sourceDc: r.sourceDc, principal: r.principal, lastSeen: formatTime(r.lastSeen),
           silentMs: now - r.lastSeen, dcSilentAfterMs: d.dcSilentAfter,
         });
         raised.push(next);
@@ -238,7 +239,7 @@ export class DcRegistry {
     }));
     const fields = { domain, sourceDc, principal: caller.principal, notifierId };
     if (!old) logEvent(this.log, 6956, { ...fields, first: true });
-    else if (old.silent) logEvent(this.log, 6956, { ...fields, first: false, silentSince: new Date(old.lastSeen).toISOString() });
+    else if (old.silent) logEvent(this.log, 6956, { ...fields, first: false, silentSince: formatTime(old.lastSeen) });
     return next!;
   }
 }
@@ -248,6 +249,8 @@ export interface ReportHandlerOptions {
   authorizer: DomainAuthorizer;
   registry: DcRegistry;
   log: Logger;
+  /** hub.clockTolerance: a notice stamped further ahead is answered but not stored (6974). */
+  clockToleranceMs: number;
   now?: () => number;
 }
 
@@ -286,6 +289,15 @@ export function createReportHandler(opts: ReportHandlerOptions): (req: ReportReq
         opts.log.warn({ domain: domain.name, sourceDc: req.sourceDc, principal: caller.principal, problem }, 'a notice in a report cannot be read; not stored');
         continue;
       }
+      const fields = { domain: domain.name, sourceDc: req.sourceDc, principal: caller.principal, noticeId: n.noticeId.toString('hex'), account: a!.samAccountName, target: n.target };
+      const future = changeTimeProblem(n.changeTimeMs, now(), opts.clockToleranceMs);
+      if (future) {
+        // Stored, it would hide every newer notice for that account and target: answered, so the
+        // notifier forgets it, and not stored.
+        logEvent(opts.log, 6974, { ...fields, skewMs: future.skewMs, clockToleranceMs: opts.clockToleranceMs, reason: future.reason });
+        stored.push(n.noticeId);
+        continue;
+      }
       notices.push({
         noticeId: n.noticeId.toString('hex'), domain: domain.name, samAccountName: a!.samAccountName, objectGuid: a!.objectGuid,
         userPrincipalName: a!.userPrincipalName, distinguishedName: a!.distinguishedName, target: clip(n.target), reason: clip(n.reason),
@@ -294,8 +306,37 @@ export function createReportHandler(opts: ReportHandlerOptions): (req: ReportReq
       stored.push(n.noticeId);
     }
     signal?.throwIfAborted();
-    if (notices.length > 0) await opts.registry.storeNotices(notices);
+    if (notices.length > 0) await storeAll(notices, stored, opts.registry, opts.log);
     if (stored.length > 0) opts.log.info({ domain: domain.name, sourceDc: req.sourceDc, notices: stored.length }, 'out-of-scope notices stored');
     return { hubTimeMs: now(), storedNoticeIds: stored };
   };
+}
+
+/**
+ * A report's notices in one write. If that write fails for a reason other than a busy broker (which
+ * fails the call: nothing answered, the notifier sends them again), each notice is written on its
+ * own, so one that cannot be stored is set aside (6975, answered) and holds back none of the others.
+ */
+async function storeAll(notices: NoticeRecord[], answered: Buffer[], registry: DcRegistry, log: Logger): Promise<void> {
+  try {
+    await registry.storeNotices(notices);
+    return;
+  } catch (e) {
+    if (brokerBusy(e)) throw e;
+  }
+  for (const n of notices) {
+    try {
+      await registry.storeNotices([n]);
+    } catch (e) {
+      const fields = { domain: n.domain, sourceDc: n.sourceDc, principal: n.principal, noticeId: n.noticeId, account: n.samAccountName, target: n.target };
+      if (brokerBusy(e)) {
+        // Not answered: the notifier sends it again with its next report.
+        log.warn({ ...fields, err: e }, 'a notice cannot be stored now; the notifier sends it again');
+        const i = answered.findIndex((id) => id.toString('hex') === n.noticeId);
+        if (i >= 0) answered.splice(i, 1);
+        continue;
+      }
+      logEvent(log, 6975, { ...fields, changeTime: formatTime(n.changeTime), err: e });
+    }
+  }
 }

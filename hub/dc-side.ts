@@ -25,7 +25,7 @@ export interface DomainSide {
   stop(): Promise<void>;
 }
 
-export async function startDomainSide(config: { domains: readonly DomainConfig[]; baseDir: string }, broker: Broker, log: Logger): Promise<DomainSide> {
+export async function startDomainSide(config: { hub: { clockTolerance: number }; domains: readonly DomainConfig[]; baseDir: string }, broker: Broker, log: Logger): Promise<DomainSide> {
   const authorizer = createDcAuthorizer({ domains: config.domains, baseDir: config.baseDir, log: log.child({ component: 'dc-check' }) });
   const registryLog = log.child({ component: 'dcs' });
   const registry = await DcRegistry.open(broker, registryLog);
@@ -34,7 +34,7 @@ export async function startDomainSide(config: { domains: readonly DomainConfig[]
     authorizer,
     registry,
     ...(config.domains.some((d) => d.directory) ? { lookupSpn: (spn: string) => authorizer.lookupSpn(spn) } : {}),
-    report: createReportHandler({ domains: config.domains, authorizer, registry, log: registryLog }),
+    report: createReportHandler({ domains: config.domains, authorizer, registry, log: registryLog, clockToleranceMs: config.hub.clockTolerance }),
     submitted: async (req, caller) => {
       try {
         await registry.recordSubmit(config.domains, req.notifierId, req.changes, caller);

@@ -1,13 +1,15 @@
 import { createHash } from 'node:crypto';
 import type { ConnectorConfig } from '../config/schema.ts';
 import type { Broker, Delivery } from '../core/broker.ts';
-import { subjectToken } from '../core/broker.ts';
+import { brokerBusy, subjectToken } from '../core/broker.ts';
 import { BrokerPatience } from '../core/broker-patience.ts';
+import { formatTime } from '../core/change-time.ts';
+import { describeError } from '../core/errors.ts';
 import type { Keyring } from '../core/envelope.ts';
 import { EVENTS, type EventId } from '../core/events.ts';
 import { NoWorkerError } from '../core/worker-bus.ts';
 import { applyBatch, asPwsyncError } from './apply.ts';
-import { decode, type OperationRecord, type OperationStatus } from './records.ts';
+import { decode, newerSync, operationProblem, type OperationRecord, type OperationStatus } from './records.ts';
 import type { HubState } from './state.ts';
 import { opsSubject, type Target } from './targets.ts';
 
@@ -30,12 +32,23 @@ const HEARTBEAT_MS = 5_000;
 
 /** How soon an operation whose object another hub is setting is offered again. */
 const CLAIMED_RETRY_MS = 250;
+/** How soon an operation is offered again when the broker could not record it (outage, lost compare-and-set). */
+const BUSY_RETRY_MS = 1_000;
+
+export interface DispatchOptions {
+  /** hub.clockTolerance: a queued operation stamped further ahead of the clock is set aside (6975). */
+  clockToleranceMs: number;
+  /** Set when hubs share the broker (NATS): objects are claimed across hubs while they are set. */
+  shared?: { hubId: string; leaseMs: number };
+}
 
 /**
  * Applies one connector's set-operations. Operations are spread over `concurrency` lanes by
  * target object, so one object is never set twice at once and its operations keep their order;
  * each lane applies up to `batchSize` at a time. Latest wins: an operation older than the change
- * last applied to its object is not applied: it is superseded (6919).
+ * last applied to its object is not applied: it is superseded (6919). Each operation of a batch
+ * is settled on its own: one that cannot be handled is set aside (6975) and holds back none of
+ * the others.
  */
 export class ConnectorWorker {
   private readonly lanes: Item[][];
@@ -55,8 +68,7 @@ export class ConnectorWorker {
     private readonly broker: Broker,
     private readonly hubState: HubState,
     private readonly keyring: Keyring,
-    /** Set when hubs share the broker (NATS): objects are claimed across hubs while they are set. */
-    private readonly shared?: { hubId: string; leaseMs: number },
+    private readonly opts: DispatchOptions,
   ) {
     const n = target.config.concurrency;
     this.lanes = Array.from({ length: n }, () => []);
@@ -107,6 +119,12 @@ export class ConnectorWorker {
       void delivery.terminate();
       return;
     }
+    const problem = operationProblem(op, Date.now(), this.opts.clockToleranceMs);
+    if (problem) {
+      const p = this.setAside({ delivery, op }, problem).finally(() => this.running.delete(p));
+      this.running.add(p);
+      return;
+    }
     const lane = createHash('sha1').update(op.objectId).digest().readUInt32BE(0) % this.lanes.length;
     this.held.add(delivery);
     this.lanes[lane]!.push({ delivery, op });
@@ -131,12 +149,18 @@ export class ConnectorWorker {
     this.running.add(p);
   }
 
-  private async process(items: Item[]): Promise<void> {
+  private async process(batch: Item[]): Promise<void> {
     const t = this.target;
     const statuses = new Map<string, OperationStatus>();
-    for (const { op } of items) statuses.set(op.opId, await this.statusOf(op));
+    const items: Item[] = [];
+    for (const i of batch) {
+      await this.settleOne(i, async () => {
+        statuses.set(i.op.opId, await this.statusOf(i.op));
+        items.push(i);
+      });
+    }
     if (t.refusal) {
-      await Promise.all(items.map((i) => this.fail(i, statuses.get(i.op.opId)!, t.refusal!.eventId, t.refusal!.reason)));
+      await Promise.all(items.map((i) => this.settleOne(i, () => this.fail(i, statuses.get(i.op.opId)!, t.refusal!.eventId, t.refusal!.reason))));
       return;
     }
     const newest = new Map<string, Item>();
@@ -147,7 +171,7 @@ export class ConnectorWorker {
     const apply: Item[] = [];
     const releases: Array<() => Promise<void>> = [];
     try {
-      await this.choose(items, statuses, newest, apply, releases);
+      for (const i of items) await this.settleOne(i, () => this.chooseOne(i, statuses.get(i.op.opId)!, newest, apply, releases));
       if (apply.length === 0) return;
       await this.applyChosen(apply, statuses);
     } finally {
@@ -155,48 +179,60 @@ export class ConnectorWorker {
     }
   }
 
-  private async choose(items: Item[], statuses: Map<string, OperationStatus>, newest: Map<string, Item>, apply: Item[], releases: Array<() => Promise<void>>): Promise<void> {
+  /** Which operations are applied: the newest per object, claimed (shared broker), not older than the one applied. */
+  private async chooseOne(i: Item, status: OperationStatus, newest: Map<string, Item>, apply: Item[], releases: Array<() => Promise<void>>): Promise<void> {
     const t = this.target;
-    for (const i of items) {
-      const status = statuses.get(i.op.opId)!;
-      if (newest.get(i.op.objectId) !== i) {
-        await this.supersede(i, status, 'a newer change for the same object is being applied');
-        continue;
-      }
-      if (this.shared) {
-        // Another hub may hold an operation for this object: the claim orders them, and the
-        // latest-applied check below then sees what the other hub applied.
-        const claim = await this.hubState.claimObject(t.config.name, i.op.objectId, this.shared.hubId, this.shared.leaseMs);
-        if ('heldBy' in claim) {
-          t.log.debug({ opId: i.op.opId, objectId: i.op.objectId, heldBy: claim.heldBy }, 'object being set by another hub: this operation waits');
-          this.held.delete(i.delivery);
-          await i.delivery.retryAfter(CLAIMED_RETRY_MS);
-          continue;
-        }
-        this.claims.add(claim);
-        releases.push(async () => {
-          this.claims.delete(claim);
-          await claim.release();
-        });
-      }
-      const latest = await this.hubState.latestApplied(t.config.name, i.op.objectId);
-      if (latest && i.op.changeTime < latest.changeTime) {
-        await this.supersede(i, status, `change of ${new Date(i.op.changeTime).toISOString()} is older than the one applied (${new Date(latest.changeTime).toISOString()})`);
-        continue;
-      }
-      status.state = 'in-progress';
-      status.attempts += 1;
-      status.nextAttemptAt = undefined;
-      status.updatedAt = Date.now();
-      apply.push(i);
+    if (newest.get(i.op.objectId) !== i) {
+      await this.supersede(i, status, 'a newer change for the same object is being applied');
+      return;
     }
+    if (this.opts.shared) {
+      // Another hub may hold an operation for this object: the claim orders them, and the
+      // latest-applied check below then sees what the other hub applied.
+      const claim = await this.hubState.claimObject(t.config.name, i.op.objectId, this.opts.shared.hubId, this.opts.shared.leaseMs);
+      if ('heldBy' in claim) {
+        t.log.debug({ opId: i.op.opId, objectId: i.op.objectId, heldBy: claim.heldBy }, 'object being set by another hub: this operation waits');
+        this.held.delete(i.delivery);
+        await i.delivery.retryAfter(CLAIMED_RETRY_MS);
+        return;
+      }
+      this.claims.add(claim);
+      releases.push(async () => {
+        this.claims.delete(claim);
+        await claim.release();
+      });
+    }
+    const latest = await this.hubState.latestApplied(t.config.name, i.op.objectId);
+    if (latest && i.op.changeTime < latest.changeTime) {
+      const ahead = latest.changeTime > Date.now() + this.opts.clockToleranceMs
+        ? `; that time lies in the future, so no real change can pass it: clear it with \`pwsync latest clear --connector ${t.config.name} --object ${i.op.objectId}\`` : '';
+      await this.supersede(i, status, `change of ${formatTime(i.op.changeTime)} is older than the one applied (${formatTime(latest.changeTime)})${ahead}`);
+      return;
+    }
+    status.state = 'in-progress';
+    status.attempts += 1;
+    status.nextAttemptAt = undefined;
+    status.updatedAt = Date.now();
+    apply.push(i);
   }
 
-  private async applyChosen(apply: Item[], statuses: Map<string, OperationStatus>): Promise<void> {
+  private async applyChosen(chosen: Item[], statuses: Map<string, OperationStatus>): Promise<void> {
     const t = this.target;
-    await Promise.all(apply.map((i) => this.hubState.putOperation(statuses.get(i.op.opId)!)));
-    const outcomes = await applyBatch(t, apply.map((i) => i.op), this.keyring);
-    await Promise.all(apply.map(async (i) => {
+    const marked = new Set<Item>();
+    await Promise.all(chosen.map((i) => this.settleOne(i, async () => {
+      await this.hubState.putOperation(statuses.get(i.op.opId)!);
+      marked.add(i);
+    })));
+    const apply = chosen.filter((i) => marked.has(i));
+    if (apply.length === 0) return;
+    let outcomes;
+    try {
+      outcomes = await applyBatch(t, apply.map((i) => i.op), this.keyring);
+    } catch (e) {
+      // Every outcome is this failure: retried (asPwsyncError), none of them lost.
+      outcomes = new Map<string, unknown>(apply.map((i) => [i.op.opId, e]));
+    }
+    await Promise.all(apply.map((i) => this.settleOne(i, async () => {
       const status = statuses.get(i.op.opId)!;
       const outcome = outcomes.get(i.op.opId);
       if (outcome === undefined && outcomes.has(i.op.opId)) return this.succeed(i, status);
@@ -208,7 +244,52 @@ export class ConnectorWorker {
         return this.fail(i, status, 6941, `gave up after ${status.attempts} attempts; last: ${err.message}`);
       }
       return this.retry(i, status, err.message);
-    }));
+    })));
+  }
+
+  /**
+   * Runs one operation's step; what it throws settles that operation alone. The broker unable to
+   * record it now: offered again soon. Anything else says the record itself cannot be handled:
+   * set aside (6975).
+   */
+  private async settleOne(i: Item, step: () => Promise<void>): Promise<void> {
+    try {
+      await step();
+    } catch (e) {
+      if (!brokerBusy(e)) {
+        await this.setAside(i, `it cannot be handled: ${describeError(e)}`, e);
+        return;
+      }
+      this.target.log.warn({ opId: i.op.opId, objectId: i.op.objectId, err: e }, 'the broker cannot record a set-operation now; it is offered again');
+      this.held.delete(i.delivery);
+      await i.delivery.retryAfter(BUSY_RETRY_MS).catch(() => undefined);
+    }
+  }
+
+  /**
+   * An operation no attempt can apply (a part missing, a change time beyond the clock, a record
+   * that makes a step fail): recorded as failed with 6975 where it can be, its delivery ended.
+   */
+  private async setAside(i: Item, reason: string, err?: unknown): Promise<void> {
+    const { op } = i;
+    this.held.delete(i.delivery);
+    const now = Date.now();
+    const shapeOk = operationProblem({ ...op, changeTime: now }, now, 0) === undefined;
+    const timeOk = shapeOk && operationProblem(op, now, this.opts.clockToleranceMs) === undefined;
+    try {
+      if (shapeOk) {
+        // Kept for `pwsync retry` once the cause is fixed, like any failure; a time beyond the clock never passes.
+        await this.hubState.putOperation({ ...await this.statusOf(op), state: 'failed', eventId: 6975, reason, nextAttemptAt: undefined, updatedAt: now, envelope: timeOk ? op.envelope : undefined });
+      }
+      // A change time beyond the clock would outrank the account's later sync states: not written there.
+      if (timeOk) await this.updateSync(op, { state: 'out-of-sync', eventId: 6975, reason });
+    } catch (e) {
+      this.target.log.warn({ opId: op?.opId, err: e }, 'cannot record a set-aside set-operation in the status');
+    }
+    await i.delivery.terminate().catch((e: unknown) => this.target.log.warn({ opId: op?.opId, err: e }, 'cannot end a set-aside set-operation\'s delivery; it is set aside again when offered'));
+    this.target.log.error({
+      eventId: 6975, opId: op?.opId, changeId: op?.changeId, objectId: op?.objectId, changeTime: formatTime(op?.changeTime), reason, ...(err ? { err } : {}),
+    }, EVENTS[6975].text);
   }
 
   private async statusOf(op: OperationRecord): Promise<OperationStatus> {
@@ -235,11 +316,11 @@ export class ConnectorWorker {
     const next = Date.now() + delay;
     await Promise.all([
       this.hubState.putOperation({ ...status, state: 'retrying', eventId: 6940, reason, nextAttemptAt: next, updatedAt: Date.now() }),
-      this.updateSync(i.op, { state: 'pending', eventId: 6940, reason: `retrying at ${new Date(next).toISOString()}: ${reason}` }),
+      this.updateSync(i.op, { state: 'pending', eventId: 6940, reason: `retrying at ${formatTime(next)}: ${reason}` }),
     ]);
     this.held.delete(i.delivery);
     await i.delivery.retryAfter(delay);
-    this.target.log.warn({ eventId: 6940, opId: i.op.opId, objectId: i.op.objectId, attempt: status.attempts, nextAttemptAt: new Date(next).toISOString(), reason }, EVENTS[6940].text);
+    this.target.log.warn({ eventId: 6940, opId: i.op.opId, objectId: i.op.objectId, attempt: status.attempts, nextAttemptAt: formatTime(next), reason }, EVENTS[6940].text);
   }
 
   /** Logged once with its event id, never retried (the operation's delivery is terminated). */
@@ -272,7 +353,7 @@ export class ConnectorWorker {
 
   private async updateSync(op: OperationRecord, s: { state: 'in-sync' | 'pending' | 'out-of-sync'; eventId: number | undefined; reason: string | undefined }): Promise<void> {
     const prior = await this.hubState.getSync(op.account, op.connector);
-    if (prior && prior.changeTime > op.changeTime) return;
+    if (newerSync(prior, op.changeTime, Date.now(), this.opts.clockToleranceMs)) return;
     await this.hubState.putSync({
       domain: op.account.domain, samAccountName: op.account.samAccountName, connector: op.connector,
       objectId: op.objectId, opId: op.opId, changeTime: op.changeTime, updatedAt: Date.now(), ...s,

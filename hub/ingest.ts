@@ -2,9 +2,11 @@ import type { Logger } from 'pino';
 import type { Broker } from '../core/broker.ts';
 import { subjectToken } from '../core/broker.ts';
 import { bindingMismatch, parseHeader, type Binding, type Keyring } from '../core/envelope.ts';
+import { changeTimeProblem } from '../core/change-time.ts';
 import { describeError } from '../core/errors.ts';
 import type { EventId } from '../core/events.ts';
 import { controlCharacterIn } from '../core/identifiers.ts';
+import { EVENTS } from '../core/events.ts';
 import type { DomainConfig } from '../config/schema.ts';
 import type { CallerIdentity } from '../proto/auth.ts';
 import type { ChangeAck } from '../proto/generated/pwsync/v1/ChangeAck.ts';
@@ -41,6 +43,9 @@ export class Ingest {
     domains: readonly DomainConfig[],
     private readonly authorizer: DomainAuthorizer,
     private readonly log: Logger,
+    /** hub.clockTolerance: how far ahead of this hub's clock a change time may lie. */
+    private readonly clockToleranceMs: number,
+    private readonly now: () => number = Date.now,
   ) {
     this.domains = new Map(domains.map((d) => [d.name.toLowerCase(), d]));
   }
@@ -77,6 +82,15 @@ export class Ingest {
     if (problem) return reject(problem);
     const control = controlCharacterIn(identifiersOf(c));
     if (control) return reject(`${control} (event 6979)`, 6979);
+    const future = changeTimeProblem(c.changeTimeMs, this.now(), this.clockToleranceMs);
+    if (future) {
+      // Stored, it would outrank every later real change of this person (latest wins): never stored.
+      this.log.warn({
+        eventId: 6974, changeId: changeId.toString('hex'), domain: c.domain, account: c.account?.samAccountName,
+        sourceDc: c.sourceDc, caller, skewMs: future.skewMs, clockToleranceMs: this.clockToleranceMs,
+      }, EVENTS[6974].text);
+      return { changeId, status: 'REJECTED', reason: `${future.reason} (event 6974, from ${c.sourceDc || 'an unnamed DC'} as ${caller})` };
+    }
     const served = this.domains.get(c.domain.toLowerCase());
     if (!served) return reject(`domain ${JSON.stringify(c.domain)} is not served by this hub (event 6949): add it under domains: in the hub YAML`);
     const domain = served.name;

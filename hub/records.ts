@@ -1,3 +1,4 @@
+import { changeTimeProblem } from '../core/change-time.ts';
 import type { AccountRef } from '../core/extension.ts';
 
 /**
@@ -78,4 +79,38 @@ export function accountKey(a: { domain: string; samAccountName: string }): strin
 /** The stable source anchor of an account: its objectGUID when known, else domain\name. */
 export function sourceAnchor(a: AccountRef): string {
   return a.objectGuid ? `guid:${a.objectGuid.toLowerCase()}` : `name:${a.domain.toLowerCase()}\\${a.samAccountName.toLowerCase()}`;
+}
+
+const isText = (v: unknown): v is string => typeof v === 'string' && v.length > 0;
+
+function shapeProblem(r: unknown, fields: readonly string[]): string | undefined {
+  if (typeof r !== 'object' || r === null) return 'the record is not an object';
+  const o = r as Record<string, unknown>;
+  for (const f of fields) if (!isText(o[f])) return `${f} is missing or empty`;
+  const a = o.account as Record<string, unknown> | undefined;
+  if (typeof a !== 'object' || a === null || !isText(a.domain) || !isText(a.samAccountName)) return 'account (domain, samAccountName) is missing';
+  return undefined;
+}
+
+/**
+ * Why a stored change cannot be resolved, or undefined when it can: a record written by an older
+ * hub (or by hand) with a part missing, or with a change time beyond the clock plus the tolerance,
+ * which would outrank every real change of that person. Such a record is set aside (6975).
+ */
+export function changeProblem(c: ChangeRecord, now: number, clockToleranceMs: number): string | undefined {
+  return shapeProblem(c, ['changeId', 'envelope']) ?? changeTimeProblem(c.changeTime, now, clockToleranceMs)?.reason;
+}
+
+/** As changeProblem, for a queued set-operation. */
+export function operationProblem(op: OperationRecord, now: number, clockToleranceMs: number): string | undefined {
+  return shapeProblem(op, ['opId', 'changeId', 'connector', 'objectId', 'envelope']) ?? changeTimeProblem(op.changeTime, now, clockToleranceMs)?.reason;
+}
+
+/**
+ * Whether a stored sync state speaks of a newer change than one of `changeTime`, so it stays. One
+ * stamped beyond the clock (stored before change times were checked) never does: it would hide
+ * every later state of that account.
+ */
+export function newerSync(prior: SyncStatus | undefined, changeTime: number, now: number, clockToleranceMs: number): boolean {
+  return prior !== undefined && prior.changeTime > changeTime && prior.changeTime <= now + clockToleranceMs;
 }

@@ -1,10 +1,12 @@
 import type { Logger } from 'pino';
-import type { Broker, Delivery } from '../core/broker.ts';
+import { brokerBusy, type Broker, type Delivery } from '../core/broker.ts';
 import { BrokerPatience } from '../core/broker-patience.ts';
+import { formatTime } from '../core/change-time.ts';
 import { describeError } from '../core/errors.ts';
+import { EVENTS } from '../core/events.ts';
 import { operationId } from '../core/operation-id.ts';
 import { asPwsyncError } from './apply.ts';
-import { decode, encode, type ChangeRecord, type OperationRecord } from './records.ts';
+import { changeProblem, decode, encode, newerSync, type ChangeRecord, type OperationRecord } from './records.ts';
 import type { HubState } from './state.ts';
 import { opsSubject, type Target } from './targets.ts';
 
@@ -14,14 +16,15 @@ export { operationId } from '../core/operation-id.ts';
  * Turns each stored change into one set-operation per joined object. A change is acknowledged
  * only after every joined connector has its operation durably queued; if a connector's objects
  * cannot be read, the change is retried (the operations already queued dedupe) and the person's
- * row for that connector says why.
+ * row for that connector says why. Each change of a fetched batch is settled on its own: one that
+ * cannot be resolved is set aside (6975).
  */
 export class Resolver {
   constructor(
     private readonly broker: Broker,
     private readonly state: HubState,
     private readonly targets: readonly Target[],
-    private readonly retryDelayMs: number,
+    private readonly opts: { retryDelayMs: number; /** hub.clockTolerance */ clockToleranceMs: number },
     private readonly log: Logger,
   ) {}
 
@@ -34,7 +37,7 @@ export class Resolver {
     if (!consumer) return;
     while (!signal.aborted) {
       const batch = await patience.fetch(consumer, { max: 256, expiresMs: 1000, signal });
-      await Promise.all(batch.map((d) => this.handle(d)));
+      await Promise.all(batch.map((d) => this.handle(d).catch((e: unknown) => this.handleFailed(d, e))));
     }
   }
 
@@ -45,6 +48,11 @@ export class Resolver {
     } catch (e) {
       this.log.error({ seq: d.seq, err: describeError(e) }, 'unreadable change record dropped');
       await d.terminate();
+      return;
+    }
+    const problem = changeProblem(change, Date.now(), this.opts.clockToleranceMs);
+    if (problem) {
+      await this.setAside(d, change, problem);
       return;
     }
     const log = this.log.child({ changeId: change.changeId, account: `${change.account.domain}\\${change.account.samAccountName}` });
@@ -74,10 +82,10 @@ export class Resolver {
     const connector = t.config.name;
     if (err.retryable) {
       log.warn({ connector, eventId: 6940, err: err.message }, 'cannot resolve the join now; the change is retried');
-      await this.recordWaiting(change, connector, 'pending', 6940, `cannot read the connector's objects to join the account (${err.message}); tried again in ${this.retryDelayMs / 1000}s`);
-      return this.retryDelayMs;
+      await this.recordWaiting(change, connector, 'pending', 6940, `cannot read the connector's objects to join the account (${err.message}); tried again in ${this.opts.retryDelayMs / 1000}s`);
+      return this.opts.retryDelayMs;
     }
-    const wait = Math.max(this.retryDelayMs, t.config.retry.interval);
+    const wait = Math.max(this.opts.retryDelayMs, t.config.retry.interval);
     // Logged once per connector while it refuses, not once per change and retry.
     if (this.refusing.get(connector) !== err.message) {
       this.refusing.set(connector, err.message);
@@ -90,12 +98,42 @@ export class Resolver {
   /** The person's row for a change that waits for its join, unless a newer change already owns the row. */
   private async recordWaiting(change: ChangeRecord, connector: string, state: 'pending' | 'out-of-sync', eventId: number, reason: string): Promise<void> {
     const prior = await this.state.getSync(change.account, connector);
-    if (prior && (prior.changeTime > change.changeTime
-      || (prior.changeTime === change.changeTime && prior.state === state && prior.eventId === eventId && prior.reason === reason))) return;
+    if (newerSync(prior, change.changeTime, Date.now(), this.opts.clockToleranceMs)
+      || (prior && prior.changeTime === change.changeTime && prior.state === state && prior.eventId === eventId && prior.reason === reason)) return;
     await this.state.putSync({
       domain: change.account.domain, samAccountName: change.account.samAccountName, connector,
       state, changeTime: change.changeTime, eventId, reason, updatedAt: Date.now(),
     });
+  }
+
+  /** What a change's handling threw: the broker unable now, retried; anything else, the change is set aside. */
+  private async handleFailed(d: Delivery, e: unknown): Promise<void> {
+    if (brokerBusy(e)) {
+      this.log.warn({ seq: d.seq, err: e }, 'the broker cannot record a change\'s set-operations now; it is retried');
+      await d.retryAfter(this.opts.retryDelayMs).catch(() => undefined);
+      return;
+    }
+    let change: ChangeRecord | undefined;
+    try {
+      change = decode<ChangeRecord>(d.data);
+    } catch {
+      change = undefined;
+    }
+    await this.setAside(d, change, `it cannot be resolved: ${describeError(e)}`, e);
+  }
+
+  /**
+   * A change no attempt can resolve: its delivery ended and event 6975 logged with what names it,
+   * so that the changes fetched with it go on.
+   */
+  private async setAside(d: Delivery, change: ChangeRecord | undefined, reason: string, err?: unknown): Promise<void> {
+    await d.terminate().catch((e: unknown) => this.log.warn({ seq: d.seq, err: e }, 'cannot end a set-aside change\'s delivery; it is set aside again when offered'));
+    const c = change as Partial<ChangeRecord> | undefined;
+    this.log.error({
+      eventId: 6975, seq: d.seq, changeId: c?.changeId, sourceDc: c?.sourceDc, caller: c?.caller,
+      account: c?.account ? `${String(c.account.domain)}\\${String(c.account.samAccountName)}` : undefined,
+      changeTime: formatTime(c?.changeTime), reason, ...(err ? { err } : {}),
+    }, EVENTS[6975].text);
   }
 
   private async fanOut(change: ChangeRecord, t: Target): Promise<void> {
@@ -104,7 +142,7 @@ export class Resolver {
     const outcome = await t.joins!.resolve(change.account);
     if (!outcome.joined) {
       const prior = await this.state.getSync(change.account, connector);
-      if (!prior || prior.changeTime <= change.changeTime) {
+      if (!newerSync(prior, change.changeTime, now, this.opts.clockToleranceMs)) {
         await this.state.putSync({
           domain: change.account.domain, samAccountName: change.account.samAccountName, connector,
           state: 'not-joined', changeTime: change.changeTime, eventId: 6948, reason: outcome.reason, updatedAt: now,
@@ -125,7 +163,7 @@ export class Resolver {
     await this.broker.publish(opsSubject(connector), encode(op), { msgId: op.opId });
     if (fresh) {
       const prior = await this.state.getSync(change.account, connector);
-      if (!prior || prior.changeTime <= change.changeTime) {
+      if (!newerSync(prior, change.changeTime, now, this.opts.clockToleranceMs)) {
         await this.state.putSync({
           domain: change.account.domain, samAccountName: change.account.samAccountName, connector,
           state: 'pending', objectId: op.objectId, opId: op.opId, changeTime: change.changeTime, updatedAt: now,

@@ -108,12 +108,12 @@ export async function startHub(config: HubConfigFile, log: Logger): Promise<Runn
       const stop = recordWorkerHeartbeats(bus, await broker.kv('workers'), log.child({ component: 'workers' }));
       stopHeartbeats = stop;
     }
-    const resolver = new Resolver(broker, state, targets, 5000, log.child({ component: 'resolver' }));
+    const resolver = new Resolver(broker, state, targets, { retryDelayMs: 5000, clockToleranceMs: config.hub.clockTolerance }, log.child({ component: 'resolver' }));
     loops.push(resolver.run(abort.signal));
     for (const t of targets) {
       // With hubs sharing the broker, an object is claimed while it is set, for as long as its delivery's lease.
       const claims = shared ? { hubId: config.hub.id, leaseMs: ackWaitOf(t.config) } : undefined;
-      loops.push(new ConnectorWorker(t, broker, state, keyring, claims).run(abort.signal));
+      loops.push(new ConnectorWorker(t, broker, state, keyring, { clockToleranceMs: config.hub.clockTolerance, ...(claims ? { shared: claims } : {}) }).run(abort.signal));
     }
     let failed!: (e: Error) => void;
     const failure = new Promise<Error>((resolve) => { failed = resolve; });
@@ -124,7 +124,7 @@ export async function startHub(config: HubConfigFile, log: Logger): Promise<Runn
       });
     }
     const dcs = domainSide = await startDomainSide(config, broker, log);
-    const ingest = new Ingest(broker, keyring, config.domains, dcs.authorizer, log.child({ component: 'ingest' }));
+    const ingest = new Ingest(broker, keyring, config.domains, dcs.authorizer, log.child({ component: 'ingest' }), config.hub.clockTolerance);
     server = await createHubServer({
       listen: config.hub.listen,
       tlsCert: readFileSync(config.hub.tls.cert),

@@ -124,6 +124,17 @@ export class HubState {
     };
   }
 
+  /**
+   * Forgets the change time last applied to a target object (an admin's repair of a wrong one,
+   * e.g. stamped in the future): the next change for it is applied whatever its time. Returns
+   * what was cleared, or undefined when nothing was recorded.
+   */
+  async clearLatest(connector: string, objectId: string): Promise<{ changeTime: number; changeId: string } | undefined> {
+    const old = await this.latestApplied(connector, objectId);
+    if (old) await this.latest.delete(`${keyPart(connector)}.${keyPart(objectId)}`);
+    return old;
+  }
+
   async recordApplied(connector: string, objectId: string, changeTime: number, changeId: string): Promise<void> {
     await this.latest.put(`${keyPart(connector)}.${keyPart(objectId)}`, encode({ changeTime, changeId }));
   }

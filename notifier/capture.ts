@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Broker, Consumer, KvStore } from '../core/broker.ts';
+import { changeTimeProblem } from '../core/change-time.ts';
 import { bindingMismatch, parseHeader, seal, type Binding, type RecipientKey } from '../core/envelope.ts';
 import { describeError } from '../core/errors.ts';
 import type { AccountRef } from '../core/extension.ts';
@@ -66,6 +67,8 @@ export interface CaptureOptions {
   /** This DC's host name, bound into every envelope as the source host. */
   host: string;
   log: Logger;
+  /** notifier.clockTolerance: a change stamped further ahead of this DC's clock is refused (6974). */
+  clockToleranceMs: number;
   now?: () => number;
   /** First wait before a held change's scope is tried again; doubles up to holdRetryMaxMs. */
   holdRetryMs?: number;
@@ -130,7 +133,9 @@ class CaptureImpl implements Capture {
       const { account } = change;
       this.checkDomain(account);
       const changeId = randomBytes(16);
-      const binding = this.bindingOf(account, changeId, change.changeTime ?? this.now());
+      const changeTime = change.changeTime ?? this.now();
+      this.checkChangeTime(account, changeTime, changeId);
+      const binding = this.bindingOf(account, changeId, changeTime);
       const queued = this.opts.targets.map((target) => ({ target, change: queuedOf(binding, account, seal(target.recipient, binding, password)) }));
       password.dispose();
       await this.route(account, queued);
@@ -151,6 +156,7 @@ class CaptureImpl implements Capture {
       return id;
     }
     if (!change.baseline) {
+      this.checkChangeTime(account, change.changeTime, change.changeId);
       const binding = this.bindingOf(account, change.changeId, change.changeTime);
       const byKey = new Map<string, Buffer>();
       for (const env of change.envelopes) {
@@ -199,6 +205,7 @@ class CaptureImpl implements Capture {
     if (!binding) return id;
     const account = accountOfBinding(binding);
     this.checkDomain(account);
+    this.checkChangeTime(account, binding.changeTime, change.changeId);
     await this.route(account, queued);
     return id;
   }
@@ -255,6 +262,20 @@ class CaptureImpl implements Capture {
     if (account.domain.toLowerCase() !== this.opts.domain.toLowerCase()) {
       throw new HookProtocolError(`the change is for domain ${account.domain}, but this notifier serves ${this.opts.domain} (notifier.domain): send the account's DNS domain name`);
     }
+  }
+
+  /**
+   * Every way a change enters the notifier (the hook, Samba capture, the Windows spool) passes
+   * here: one stamped too far ahead of this clock is refused before anything is queued.
+   */
+  private checkChangeTime(account: AccountRef, changeTime: number, changeId: Buffer): void {
+    const future = changeTimeProblem(changeTime, this.now(), this.opts.clockToleranceMs);
+    if (!future) return;
+    logEvent(this.opts.log, 6974, {
+      changeId: changeId.toString('hex'), domain: account.domain, account: account.samAccountName, sourceDc: this.opts.host,
+      skewMs: future.skewMs, clockToleranceMs: this.opts.clockToleranceMs,
+    });
+    throw new HookProtocolError(`${future.reason} (event 6974); nothing was queued`);
   }
 
   private bindingOf(account: AccountRef, changeId: Buffer, changeTime: number): Binding {

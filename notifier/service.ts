@@ -80,7 +80,7 @@ export async function startNotifier(config: NotifierConfig & { baseDir?: string 
       }));
     }
     capture = await createCapture({
-      broker, targets: captureTargets, scope, domain: n.domain, host: n.host,
+      broker, targets: captureTargets, scope, domain: n.domain, host: n.host, clockToleranceMs: n.clockTolerance,
       log: log.child({ component: 'capture' }),
     });
     const captured = capture;

@@ -1,4 +1,5 @@
 import { existsSync } from 'node:fs';
+import { formatTime } from '../core/change-time.ts';
 import { enctypeName, readKeytab, type KeytabEntry } from '../core/keytab.ts';
 
 /**
@@ -27,7 +28,7 @@ const TIME_FIX = 'synchronize both with the domain\'s time source (the PDC emula
 
 /** "the notifier's clock is 600 s behind the hub's (hub time …)"; `skewMs` = notifier − hub. */
 export function describeSkew(skewMs: number | undefined, hubTimeMs: number): string {
-  const hub = `hub time ${new Date(hubTimeMs).toISOString()}`;
+  const hub = `hub time ${formatTime(hubTimeMs)}`;
   if (skewMs === undefined) return `the notifier did not send its time (${hub})`;
   const s = Math.round(Math.abs(skewMs) / 1000);
   if (s === 0) return `the notifier's clock agrees with the hub's (${hub})`;

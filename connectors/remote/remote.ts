@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { formatTime } from '../../core/change-time.ts';
 import { recipientFromPem, seal, type RecipientKey } from '../../core/envelope.ts';
 import { describeError, PwsyncError, UsageError } from '../../core/errors.ts';
 import { isEventId } from '../../core/events.ts';
@@ -74,7 +75,7 @@ export class RemoteConnector implements Connector, ObjectSource, RemoteApplier {
 
   async test(): Promise<string> {
     const s = await this.ping();
-    return `worker ${s.worker} on ${s.host} (pid ${s.pid}) is connected, up since ${new Date(s.startedAt).toISOString()}; ${s.applied} set-operations applied, ${s.failed} failed, ${s.inFlight} in flight`;
+    return `worker ${s.worker} on ${s.host} (pid ${s.pid}) is connected, up since ${formatTime(s.startedAt)}; ${s.applied} set-operations applied, ${s.failed} failed, ${s.inFlight} in flight`;
   }
 
   /** The worker's state, asked now. */

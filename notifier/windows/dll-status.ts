@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
+import { formatTime } from '../../core/change-time.ts';
 
 /**
  * The filter DLL's own report (iface7): `<SpoolDir>\status.txt`, written atomically at
@@ -61,7 +62,7 @@ export function statusProblem(status: DllStatus | 'missing', file: string, now =
   if (status.state !== 'ok') return `the filter DLL's status file ${file} has state "${status.state}", neither ok nor disabled`;
   // A minute of slack: the boot time is computed from uptime and the clock.
   if (status.loadedAt < bootTime - 60_000) {
-    return `the filter DLL's status is from ${new Date(status.loadedAt).toISOString()}, before this boot (${new Date(bootTime).toISOString()}): LSASS did not load it this time (check Notification Packages and that ${'the DLL'} is in System32)`;
+    return `the filter DLL's status is from ${formatTime(status.loadedAt)}, before this boot (${formatTime(bootTime)}): LSASS did not load it this time (check Notification Packages and that ${'the DLL'} is in System32)`;
   }
   if (status.targets === 0) return `the filter DLL has no enabled target: HKLM\\SOFTWARE\\pwsync\\Targets holds none it can use${status.reason ? ` (${status.reason})` : ''}`;
   return undefined;

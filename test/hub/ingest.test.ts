@@ -137,7 +137,7 @@ test('a submit whose caller went away while it was being authorized stores nothi
     const domains = [{ name: DOMAIN, allowReadOnlyDCs: false, dcCacheTtl: 600_000, dcSilentAfter: 7_200_000 }];
     const gone = new AbortController();
     // The caller's cancellation arrives while the DC check runs (the hub server aborts the signal).
-    const ingest = new Ingest(broker, keyring, domains, { authorize: async () => gone.abort() }, createLogger({ level: 'fatal' }));
+    const ingest = new Ingest(broker, keyring, domains, { authorize: async () => gone.abort() }, createLogger({ level: 'fatal' }), 300_000);
     const c = change('dave', testPassword('ingest-gone'));
     const caller = { principal: 'DC1$', mechanism: 'kerberos' as const, peer: 'p' };
     await assert.rejects(ingest.submit([c as SealedChange__Output], caller, gone.signal), { name: 'AbortError' });

@@ -99,7 +99,7 @@ test('a report\'s notices go to the notices bucket in one write (one transaction
   const broker = spying(openSqliteBroker({ file: path.join(dir, 'spy.db'), groupCommitMs: 2 }), writes);
   try {
     const registry = await DcRegistry.open(broker, hubLog.log);
-    const handle = createReportHandler({ domains: [DOMAIN], authorizer: gated, registry, log: hubLog.log });
+    const handle = createReportHandler({ domains: [DOMAIN], authorizer: gated, registry, log: hubLog.log, clockToleranceMs: 300_000 });
     const list = notices('one', MAX_REPORT_NOTICES - 1);
     const older = { ...notice('one0'), changeTimeMs: list[0]!.changeTimeMs - 60_000, reason: 'older' };
     const res = await handle(report('DC1', [...list, older]), { principal: DC1, mechanism: 'kerberos', peer: 'p' });

@@ -67,7 +67,7 @@ export async function startReportHub(opts: { dir: string; domains: DomainConfig[
       listen: '127.0.0.1:0', tlsCert: Buffer.from(tls.certPem), tlsKey: Buffer.from(tls.keyPem), maxMessageBytes: 4 * 1024 * 1024,
       auth: claimedPrincipal, hubId: 'hub1', log: opts.log,
       submit: async () => [],
-      report: createReportHandler({ domains: opts.domains, authorizer: opts.authorizer, registry, log: opts.log, ...(opts.now ? { now: opts.now } : {}) }),
+      report: createReportHandler({ domains: opts.domains, authorizer: opts.authorizer, registry, log: opts.log, clockToleranceMs: 300_000, ...(opts.now ? { now: opts.now } : {}) }),
     });
   } catch (e) {
     await broker.close();

@@ -49,7 +49,7 @@ before(async () => {
     deliver.push(await broker.consumer(deliverConsumer(t.token), deliverSubject(t.token)));
     notices.push(await broker.consumer(noticeConsumer(t.token), noticeSubject(t.token)));
   }
-  capture = await createCapture({ broker, targets, scope, domain: 'corp.example', host: 'dc1.corp.example', log, holdRetryMs: 50, holdRetryMaxMs: 100 });
+  capture = await createCapture({ broker, targets, clockToleranceMs: 300_000, scope, domain: 'corp.example', host: 'dc1.corp.example', log, holdRetryMs: 50, holdRetryMaxMs: 100 });
 });
 
 after(async () => {

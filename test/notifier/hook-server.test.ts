@@ -31,7 +31,7 @@ let capture: Capture;
 before(async () => {
   broker = openSqliteBroker({ file: join(dir, 'notifier.db') });
   consumers = await Promise.all(targets.map((t) => broker.consumer(deliverConsumer(t.token), deliverSubject(t.token))));
-  capture = await createCapture({ broker, targets, scope: includeAll, domain: 'corp.example', host: 'dc1.corp.example', log });
+  capture = await createCapture({ broker, targets, clockToleranceMs: 300_000, scope: includeAll, domain: 'corp.example', host: 'dc1.corp.example', log });
   server = await startHookServer({ path: socketPath, mode: 0o600, timeoutMs: TIMEOUT_MS, log, onChange: (c, pw) => capture.clear(c, pw) });
 });
 

@@ -52,7 +52,7 @@ before(async () => {
   writeFileSync(configFile, JSON.stringify(settings), { mode: 0o600 });
   broker = openSqliteBroker({ file: join(dir, 'notifier.db') });
   for (const t of targets) consumers.push(await broker.consumer(deliverConsumer(t.token), deliverSubject(t.token)));
-  capture = await createCapture({ broker, targets, scope: includeAll, domain: 'pwsync.test', host: 'dc1.pwsync.test', log });
+  capture = await createCapture({ broker, targets, clockToleranceMs: 300_000, scope: includeAll, domain: 'pwsync.test', host: 'dc1.pwsync.test', log });
   server = await startHookServer({
     path: socketPath, mode: 0o600, timeoutMs: 5000, log, onChange: (c, pw) => capture.clear(c, pw), onSealed: (c) => capture.sealed(c),
   });

@@ -56,7 +56,7 @@ async function world(names: string[], over: { shutdownGrace?: number } = {}): Pr
       hook: { socket: join(dir, 'hook.sock'), mode: '0600', timeout: 5000 },
       // The schema types log.level as never (a Type.Union over a mapped array); reported to the lead.
       log: { level: 'debug' } as NotifierConfig['notifier']['log'], queue: { warnAge: 3_600_000, maxAge: 72 * 3_600_000 }, shutdownGrace: over.shutdownGrace ?? 5000,
-      scopeCacheTtl: 60_000, report: 60_000,
+      scopeCacheTtl: 60_000, report: 60_000, clockTolerance: 300_000,
     },
     targets: [...hubs.map((h) => target(h, true)), target(hubs[0]!, false, 'hub-off')],
   };

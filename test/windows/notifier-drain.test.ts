@@ -56,7 +56,7 @@ async function rig(opts: { taken?: (kv: KvStore) => KvStore; before?: (spool: st
     { name: 'hubA', token: subjectToken('hubA'), recipient: keyA },
     { name: 'hubB', token: subjectToken('hubB'), recipient: keyB },
   ];
-  const capture = await createCapture({ broker, targets, scope: includeAll, domain: DOMAIN, host: 'dc1.corp.example.com', log });
+  const capture = await createCapture({ broker, targets, clockToleranceMs: 300_000, scope: includeAll, domain: DOMAIN, host: 'dc1.corp.example.com', log });
   const kv = await broker.kv('windows-taken');
   const source = await startWindowsCapture({
     spoolDir: spool, dllName: 'pwsyncfilter', pollMs: 60_000, targets, disabledTargets: ['old'], capture,
@@ -194,6 +194,33 @@ test('envelopes for an unknown or disabled target, or sealed for another key, ar
     assert.match(reason, /old: target old is disabled/);
     assert.match(reason, /nope: this notifier has no target named nope/);
     assert.match(reason, /hubB: sealed for key [0-9a-f]{32}, but target hubB's key is/);
+    assert.deepEqual(readdirSync(path.join(r.spool, 'new')), []);
+  } finally {
+    await r.close();
+  }
+});
+
+test('a spooled change stamped beyond notifier.clockTolerance is kept aside with its reason (6974); the one beside it is queued', async () => {
+  const future: string[] = [];
+  let present = '';
+  const both = [{ target: 'hubA', key: keyA }, { target: 'hubB', key: keyB }];
+  const r = await rig({
+    before: (spool) => {
+      present = spoolChange(spool, dllBinding({ samAccountName: 'present' }), both, 'present').name;
+      for (const t of [Date.UTC(9999, 11, 31), Date.now() + 10 * 60_000]) future.push(spoolChange(spool, dllBinding({ changeTime: t, samAccountName: 'future' }), both, 'future').name);
+    },
+  });
+  try {
+    await r.source.drained();
+    assert.deepEqual((await r.queued('hubA')).map((q) => q.account), ['present']);
+    assert.deepEqual((await r.queued('hubB')).map((q) => q.account), ['present']);
+    for (const name of future) {
+      assert.equal(decodeFrame(readFileSync(path.join(r.spool, 'aside', name))).entries.length, 2, 'kept whole');
+      const reason = readFileSync(path.join(r.spool, 'aside', `${name}.reason`), 'utf8');
+      assert.match(reason, /hubA: change time .* is \d+[dm] ahead of this clock .*beyond the clock tolerance of 5m.*event 6974/);
+    }
+    assert.equal(r.lines.filter((l) => l.eventId === 6974 && l.account === 'future').length, 2);
+    assert.ok(!readdirSync(path.join(r.spool, 'aside')).includes(present));
     assert.deepEqual(readdirSync(path.join(r.spool, 'new')), []);
   } finally {
     await r.close();

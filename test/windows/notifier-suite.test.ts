@@ -54,7 +54,7 @@ test('the hub does not accept a suite-241 change by default, even under a key id
   p256.keyId.copy(env, 7);
   const broker = openSqliteBroker({ file: path.join(testDir('suite-hub'), 'hub.db') });
   try {
-    const ingest = new Ingest(broker, keyringOf([p256]), [{ name: 'corp.example.com', allowReadOnlyDCs: false, dcCacheTtl: 1, dcSilentAfter: 1 }], allowConfiguredDomains, silentLogger());
+    const ingest = new Ingest(broker, keyringOf([p256]), [{ name: 'corp.example.com', allowReadOnlyDCs: false, dcCacheTtl: 1, dcSilentAfter: 1 }], allowConfiguredDomains, silentLogger(), 300_000);
     const [ack] = await ingest.submit([{
       changeId: b.changeId, domain: b.domain, sourceDc: b.sourceHost, changeTimeMs: b.changeTime, sealedPassword: env,
       account: { samAccountName: b.samAccountName, objectGuid: '', objectSid: '', userPrincipalName: '', distinguishedName: '' },
