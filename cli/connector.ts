@@ -9,6 +9,9 @@ import { isPwsyncError, UsageError, describeError } from '../core/errors.ts';
 import { EVENTS } from '../core/events.ts';
 import { silentLogger } from '../core/log.ts';
 import { openBroker } from '../hub/service.ts';
+import { joinRulesWithoutAttribute } from '../hub/targets.ts';
+import { printable } from '../core/text.ts';
+import { isObjectSource } from '../connectors/contract.ts';
 
 /** Where the command writes; the tests hand in their own. */
 export type ConnectorCommandIO = CommandIO;
@@ -75,6 +78,15 @@ export async function testConnector(configFile: string, name: string, io: Connec
       return 1;
     }
     const report = await connector.test();
+    // What the hub refuses at start, and only the connected system can tell: a join attribute its objects lack.
+    if (isObjectSource(connector)) {
+      const known = await connector.attributes();
+      const unknown = joinRulesWithoutAttribute(c.join, known);
+      if (unknown.length > 0) {
+        for (const r of unknown) io.err(printable(`connector ${c.name}: join target ${r.target} is not an attribute of its objects (they have: ${known.join(', ') || 'none'}); fix connectors[].join[].target, or read the attribute (connection.attributes, objects.query)`));
+        return 2;
+      }
+    }
     io.out(`connector ${c.name} (${c.kind}): ok: ${report}`);
     if (!c.requireSecureConnection) io.out(`warning 6961: connector ${c.name}: requireSecureConnection is false: ${EVENTS[6961].text}`);
     return 0;

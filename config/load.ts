@@ -86,7 +86,9 @@ export function configLocation(config: object, at: ConfigPath): string {
 export function issueAt(config: LoadedConfig['config'], at: ConfigPath, message: string, fix: string): ConfigIssue {
   const src = SOURCES.get(config);
   if (!src) return { file: config.sourceFile, line: 1, column: 1, path: pathText(at), message, fix };
-  return src.issue(src.valueAt(at), at, message, fix);
+  // A mapping or list is pointed at by its key: its value starts with its first setting.
+  const node = src.nodeAt(at);
+  return src.issue(isMap(node) || isSeq(node) ? src.keyAt(at) : src.valueAt(at), at, message, fix);
 }
 
 const SOURCES = new WeakMap<object, YamlSource>();

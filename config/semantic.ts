@@ -218,11 +218,8 @@ function connectorIssues(src: YamlSource, c: Record<string, unknown> | undefined
     issues.push(src.issue(src.valueAt(p), p, `join rule ${rule['target']} = ${rule['source']} repeats rule ${first + 1} (line ${src.valueAt([...at, 'join', first]).line})`, 'remove the repeated rule'));
   });
   if (c['kind'] === 'fixed-width') issues.push(...fixedWidthIssues(src, c, rules, at));
-  if (c['kind'] === 'ldap' || c['kind'] === 'ad') {
-    const plainAllowed = c['requireSecureConnection'] === false;
-    issues.push(...ldapUrlIssues(src, asRecord(c['connection']), [...at, 'connection'], plainAllowed
-      ? undefined : 'requireSecureConnection is true (the default), so the hub would refuse to start with event 6951'));
-  }
+  // A plain URL is the connector's own refusal (event 6951 at start), found by `config check` (hub/preflight.ts).
+  if (c['kind'] === 'ldap' || c['kind'] === 'ad') issues.push(...ldapUrlIssues(src, asRecord(c['connection']), [...at, 'connection'], undefined));
   const policy = asRecord(c['policy']);
   const allowed = policy?.['allowedCharacters'];
   if (typeof allowed === 'string') {

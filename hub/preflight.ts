@@ -6,6 +6,7 @@ import type { ConfigIssue, ConfigPath } from '../config/issues.ts';
 import { issueAt, type LoadedHubConfig, type LoadedWorkerConfig } from '../config/load.ts';
 import type { WorkerConnectorConfig } from '../config/schema.ts';
 import { describeError, PwsyncError } from '../core/errors.ts';
+import { EVENTS } from '../core/events.ts';
 import { silentLogger } from '../core/log.ts';
 import { builtinSettingsProblem, extensionModuleProblem, loadExtension } from '../extensions/loader.ts';
 import { extensionEnv, joinRulesWithoutAttribute } from './targets.ts';
@@ -39,6 +40,12 @@ export async function preflightIssues(config: LoadedHubConfig | LoadedWorkerConf
     } catch (e) {
       issues.push(issueAt(config, at('connection'), describeError(e), 'correct the connection setting named: the hub refuses to start with it'));
       continue;
+    }
+    // The hub's refusal with event 6951 (hub/targets.ts), known from the settings alone.
+    if (c.requireSecureConnection && connector.securityLevel() === 'plain') {
+      const url = (c.connection as { url?: unknown }).url;
+      issues.push(issueAt(config, at('connection', 'url'), `${typeof url === 'string' ? url : `connector ${c.name}`} is a plain connection: the bind password and every password set would travel in clear, and requireSecureConnection is true (the default), so the hub refuses this connector with event 6951`,
+        EVENTS[6951].fix));
     }
     if (c.extension) issues.push(...await extensionIssues(config, c, at, opts));
     if (hasJoins && opts.checkFiles && isObjectSource(connector)) {
