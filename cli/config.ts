@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { STD_IO, type CommandIO } from './io.ts';
 import { UsageError } from '../core/errors.ts';
-import { printable } from '../core/text.ts';
+import { printable, printableLines } from '../core/text.ts';
 import { formatIssue, ConfigError } from '../config/issues.ts';
 import { loadConfig, type LoadedConfig } from '../config/load.ts';
 import { preflightIssues } from '../hub/preflight.ts';
@@ -44,7 +44,7 @@ export async function check(file: string, opts: CheckOptions, io: ConfigCommandI
       return 1;
     }
     if (e instanceof UsageError) {
-      io.err(printable(e.message));
+      io.err(printableLines(e.message));
       return 1;
     }
     throw e;

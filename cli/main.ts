@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { UsageError } from '../core/errors.ts';
-import { printable } from '../core/text.ts';
+import { printableLines } from '../core/text.ts';
 
 /**
  * The `pwsync` command line. Each command lives in its own module and registers itself; a
@@ -42,10 +42,10 @@ export async function main(argv: readonly string[]): Promise<number> {
     if (e instanceof CommanderError) return e.exitCode;
     // A message may quote a file or an argument: nothing from them reaches the terminal raw.
     if (e instanceof UsageError) {
-      process.stderr.write(`pwsync: ${printable(e.message)}\n`);
+      process.stderr.write(`pwsync: ${printableLines(e.message)}\n`);
       return 2;
     }
-    process.stderr.write(`pwsync: ${printable(e instanceof Error ? e.message : String(e))}\n`);
+    process.stderr.write(`pwsync: ${printableLines(e instanceof Error ? e.message : String(e))}\n`);
     return 1;
   }
 }

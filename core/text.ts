@@ -9,6 +9,11 @@ export function printable(text: string): string {
   return text.replace(UNPRINTABLE, escape);
 }
 
+/** printable() for text of several lines: each line escaped, the line breaks kept. */
+export function printableLines(text: string): string {
+  return text.split('\n').map(printable).join('\n');
+}
+
 const UNPRINTABLE = /[\x00-\x1F\x7F-\x9F\u2028\u2029\u200E\u200F\u202A-\u202E\u2066-\u2069]/g;
 
 const NAMED: Readonly<Record<string, string>> = { '\n': '\\n', '\r': '\\r', '\t': '\\t' };

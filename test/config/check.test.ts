@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
@@ -139,6 +139,18 @@ test('a configuration path with control characters is escaped in the answer too'
   assert.equal(r.code, 1);
   assert.match(r.err[0]!, /absent\\x1B\[31m\.yaml: no such file/);
   assert.doesNotMatch(r.err[0]!, RAW_CONTROL);
+});
+
+test('the hub refusing such a file at start writes its problems one per line, escaped', () => {
+  const file = write(dir, 'hub-escape.yaml', 'hub:\n  id: "\\e]0;owned\\a"\n  "\\e[2J": 1\n');
+  const bin = new URL('../../bin/pwsync.mjs', import.meta.url).pathname;
+  const r = spawnSync(process.execPath, [bin, 'hub', '--config', file], { encoding: 'utf8', timeout: 60_000 });
+  assert.equal(r.status, 2, r.stderr);
+  const lines = r.stderr.trimEnd().split('\n');
+  assert.ok(lines.length >= 3, r.stderr);
+  for (const line of lines) assert.doesNotMatch(line, RAW_CONTROL, JSON.stringify(line));
+  assert.ok(lines.some((l) => l.includes(':2:7: hub.id: `\\x1B]0;owned\\x07` is not a valid `id`')), r.stderr);
+  assert.ok(lines.some((l) => l.includes(':3:3: hub.\\x1B[2J: unknown setting')), r.stderr);
 });
 
 // --- the hook socket --------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { printable } from '../../core/text.ts';
+import { printable, printableLines } from '../../core/text.ts';
 
 /** printable(): what a file or argument holds reaches a terminal as text, never as a control sequence. */
 
@@ -20,4 +20,8 @@ test('printable text, accents and emoji pass unchanged, and escaping twice chang
   const once = printable('\x1b]0;title\x07');
   assert.equal(printable(once), once);
   assert.doesNotMatch(once, /[\x00-\x1F\x7F-\x9F]/);
+});
+
+test('printableLines keeps the line breaks of a message of several lines and escapes within each', () => {
+  assert.equal(printableLines('a.yaml:1:1: \x1b[2J\nb.yaml:2:2: ok\r'), 'a.yaml:1:1: \\x1B[2J\nb.yaml:2:2: ok\\r');
 });
