@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { STD_IO, type CommandIO } from './io.ts';
 import { UsageError } from '../core/errors.ts';
 import { printable, printableLines } from '../core/text.ts';
-import { formatIssue, ConfigError } from '../config/issues.ts';
+import { formatIssue, ConfigError, type ConfigIssue } from '../config/issues.ts';
 import { loadConfig, type LoadedConfig } from '../config/load.ts';
 import { preflightIssues } from '../hub/preflight.ts';
 
@@ -30,11 +30,9 @@ export interface CheckOptions {
 /** Checks one file; returns the exit code (0 ok, 1 problems found). */
 export async function check(file: string, opts: CheckOptions, io: ConfigCommandIO = STD_IO): Promise<number> {
   try {
-    const loaded = await loadConfig(file, { checkFiles: opts.checkFiles });
-    if (loaded.kind !== 'notifier') {
-      const issues = await preflightIssues(loaded.config, { checkFiles: opts.checkFiles, loadExtensions: opts.loadExtensions ?? false });
-      if (issues.length > 0) throw new ConfigError(issues);
-    }
+    const { loaded, issues } = await loadCollecting(file, opts.checkFiles);
+    if (loaded.kind !== 'notifier') issues.push(...await preflightIssues(loaded.config, { checkFiles: opts.checkFiles, loadExtensions: opts.loadExtensions ?? false }));
+    if (issues.length > 0) throw new ConfigError(issues);
     io.out(printable(`${file}: ok (${summary(loaded)})`));
     return 0;
   } catch (e) {
@@ -48,6 +46,21 @@ export async function check(file: string, opts: CheckOptions, io: ConfigCommandI
       return 1;
     }
     throw e;
+  }
+}
+
+/**
+ * The configuration, and the problems of the files it names: those stop the loader, but need
+ * not stop the check, which goes on with the configuration loaded without them.
+ */
+async function loadCollecting(file: string, checkFiles: boolean): Promise<{ loaded: LoadedConfig; issues: ConfigIssue[] }> {
+  try {
+    return { loaded: await loadConfig(file, { checkFiles }), issues: [] };
+  } catch (e) {
+    if (!(e instanceof ConfigError) || !checkFiles) throw e;
+    const loaded = await loadConfig(file, { checkFiles: false }).catch(() => undefined);
+    if (!loaded) throw e;
+    return { loaded, issues: [...e.issues] };
   }
 }
 

@@ -1,14 +1,18 @@
+import { readFileSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
+import { createSecureContext } from 'node:tls';
 import path from 'node:path';
 import { isObjectSource, type Connector, type ObjectSource } from '../connectors/contract.ts';
 import { createConnector } from '../connectors/registry.ts';
 import type { ConfigIssue, ConfigPath } from '../config/issues.ts';
 import { issueAt, type LoadedHubConfig, type LoadedWorkerConfig } from '../config/load.ts';
+import { checkFile } from '../config/paths.ts';
 import type { WorkerConnectorConfig } from '../config/schema.ts';
 import { describeError, PwsyncError } from '../core/errors.ts';
 import { EVENTS } from '../core/events.ts';
 import { silentLogger } from '../core/log.ts';
 import { builtinSettingsProblem, extensionModuleProblem, loadExtension } from '../extensions/loader.ts';
+import { loadKeyring } from './service.ts';
 import { extensionEnv, joinRulesWithoutAttribute } from './targets.ts';
 
 export interface PreflightOptions {
@@ -20,7 +24,8 @@ export interface PreflightOptions {
 
 /**
  * What a hub (or connector worker) would refuse at start that can be known without the network:
- * connection settings its connector rejects, extension modules that cannot be loaded and
+ * keys that open no sealed password, a TLS certificate and key that do not belong together,
+ * connection settings its connector rejects, a plain channel where a secure one is required, extension modules that cannot be loaded and
  * built-in extensions' settings, and join rules naming a column a connector's file does not
  * have. Directories and databases are not contacted (`pwsync connector test NAME` does that);
  * an extension's own code runs only with `loadExtensions`.
@@ -29,6 +34,7 @@ export async function preflightIssues(config: LoadedHubConfig | LoadedWorkerConf
   const issues: ConfigIssue[] = [];
   const log = silentLogger();
   const hasJoins = 'hub' in config;
+  if (opts.checkFiles) issues.push(...keyIssues(config), ...('hub' in config ? tlsIssues(config) : []));
   const connectors: readonly WorkerConnectorConfig[] = config.connectors;
   for (const [i, c] of connectors.entries()) {
     const at = (...p: Array<string | number>): ConfigPath => ['connectors', i, ...p];
@@ -54,6 +60,35 @@ export async function preflightIssues(config: LoadedHubConfig | LoadedWorkerConf
     }
   }
   return issues;
+}
+
+/** Keys the service could not open sealed passwords with (hub/service.ts loadKeyring refuses them at start). */
+function keyIssues(config: LoadedHubConfig | LoadedWorkerConfig): ConfigIssue[] {
+  const [section, keys] = 'hub' in config ? ['hub', config.hub.keys] as const : ['worker', config.worker.keys] as const;
+  const issues: ConfigIssue[] = [];
+  keys.forEach((file, i) => {
+    // A missing or public file is reported by the loader already.
+    if (checkFile(file, true)) return;
+    try {
+      loadKeyring([file]);
+    } catch {
+      issues.push(issueAt(config, [section, 'keys', i], `${file} is not a private key that opens sealed passwords (a P-256 key in PEM)`, 'create one with `pwsync keys generate`, and give notifiers its public half'));
+    }
+  });
+  return issues;
+}
+
+/** The hub's certificate and key must be PEM and belong together, or its gRPC server cannot start. */
+function tlsIssues(config: LoadedHubConfig): ConfigIssue[] {
+  const { cert, key } = config.hub.tls;
+  if (checkFile(cert, false) || checkFile(key, true)) return [];
+  try {
+    createSecureContext({ cert: readFileSync(cert), key: readFileSync(key) });
+    return [];
+  } catch (e) {
+    return [issueAt(config, ['hub', 'tls', 'cert'], `the certificate ${cert} and the key ${key} cannot be used together: ${describeError(e)}`,
+      'give the PEM certificate and its own private key (`pwsync tls generate` writes a pair)')];
+  }
 }
 
 async function extensionIssues(config: LoadedHubConfig | LoadedWorkerConfig, c: WorkerConnectorConfig, at: (...p: Array<string | number>) => ConfigPath, opts: PreflightOptions): Promise<ConfigIssue[]> {

@@ -6,6 +6,8 @@ import { after, before, test } from 'node:test';
 import { Command } from 'commander';
 import { register } from '../../cli/config.ts';
 import { MAX_CONFIG_BYTES } from '../../config/load.ts';
+import { generateRecipientKeys } from '../../core/keys.ts';
+import { generateTlsMaterial, type TlsMaterial } from '../../core/tls-gen.ts';
 import { HUB_HEAD, NOTIFIER_HEAD, csvConnector, issuesOf, target, tempDir, write } from './helpers.ts';
 
 /**
@@ -16,8 +18,12 @@ import { HUB_HEAD, NOTIFIER_HEAD, csvConnector, issuesOf, target, tempDir, write
 const { dir, cleanup } = tempDir();
 after(cleanup);
 
-before(() => {
-  for (const f of ['tls.crt', 'tls.key', 'k1.pem']) write(dir, f, 'not checked for content\n');
+let tls: TlsMaterial;
+before(async () => {
+  tls = await generateTlsMaterial({ hosts: ['hub1.corp.example.com'] });
+  write(dir, 'tls.crt', tls.certPem);
+  write(dir, 'tls.key', tls.keyPem);
+  write(dir, 'k1.pem', generateRecipientKeys().privatePem);
 });
 
 /** Runs `pwsync config check ARGS…` in-process; returns what it wrote and the exit code it set. */
@@ -292,10 +298,29 @@ test('a connector file that is missing passes (the hub starts and waits for it);
   refusedAt(r, 15, 13, /connection\.path: .*people\.fifo is not a regular file: the connector would wait on it for ever/);
 });
 
+test('files that are missing and what the hub would refuse at start are listed together', async () => {
+  write(dir, 'people4.csv', 'id,mail\n1,a@example.com\n');
+  const r = await checkYaml(`${HUB_HEAD.replace('    - k1.pem', '    - k-missing.pem')}${csvConnector('hr', 'people4.csv')}`);
+  refusedAt(r, 7, 7, /hub\.keys\[0\]: the file .*k-missing\.pem does not exist/);
+  refusedAt(r, 17, 17, /join target `login` is not an attribute of .*people4\.csv/);
+  assert.equal(r.err.at(-1), `${r.file}: 2 problems`);
+});
+
 test('--no-check-files reads neither connector files nor extension modules', async () => {
   write(dir, 'people3.csv', 'id,mail\n1,a@example.com\n');
   passed(await checkYaml(`${HUB_HEAD}${csvConnector('hr', 'people3.csv')}`, '--no-check-files'));
   passed(await checkYaml(withExtension('./absent.ts'), '--no-check-files'));
+});
+
+// --- keys and TLS ------------------------------------------------------------------------------
+
+test('a key file that is not a P-256 private key, and a certificate with another key, are refused as the hub would', async () => {
+  write(dir, 'k-garbage.pem', 'not a key\n');
+  write(dir, 'other.key', (await generateTlsMaterial({ hosts: ['other.example.com'] })).keyPem);
+  const r = await checkYaml(`${HUB_HEAD.replace('    - k1.pem', '    - k1.pem\n    - k-garbage.pem').replace('key: tls.key', 'key: other.key')}${csvConnector('hr')}`);
+  refusedAt(r, 8, 7, /hub\.keys\[1\]: .*k-garbage\.pem is not a private key that opens sealed passwords \(a P-256 key in PEM\) — create one with `pwsync keys generate`/);
+  refusedAt(r, 4, 11, /hub\.tls\.cert: the certificate .*tls\.crt and the key .*other\.key cannot be used together: .* — give the PEM certificate and its own private key/);
+  assert.equal(r.err.length, 3, r.err.join('\n'));
 });
 
 // --- pwsync --version ----------------------------------------------------------------------------
