@@ -5,6 +5,7 @@ import { printable, printableLines } from '../core/text.ts';
 import { formatIssue, ConfigError, type ConfigIssue } from '../config/issues.ts';
 import { loadConfig, type LoadedConfig } from '../config/load.ts';
 import { preflightIssues } from '../hub/preflight.ts';
+import { notifierPreflightIssues } from '../notifier/preflight.ts';
 
 /** Where the command writes; the tests hand in their own. */
 export type ConfigCommandIO = CommandIO;
@@ -32,6 +33,7 @@ export async function check(file: string, opts: CheckOptions, io: ConfigCommandI
   try {
     const { loaded, issues } = await loadCollecting(file, opts.checkFiles);
     if (loaded.kind !== 'notifier') issues.push(...await preflightIssues(loaded.config, { checkFiles: opts.checkFiles, loadExtensions: opts.loadExtensions ?? false }));
+    else if (opts.checkFiles) issues.push(...notifierPreflightIssues(loaded.config));
     if (issues.length > 0) throw new ConfigError(issues);
     io.out(printable(`${file}: ok (${summary(loaded)})`));
     return 0;

@@ -323,6 +323,15 @@ test('a key file that is not a P-256 private key, and a certificate with another
   assert.equal(r.err.length, 3, r.err.join('\n'));
 });
 
+test('a notifier target\'s publicKey that is not a P-256 public key is refused, as the notifier would at start', async () => {
+  write(dir, 'ca.crt', tls.caCertPem);
+  write(dir, 'hub1.pub', 'not a key\n');
+  const r = await checkYaml(NOTIFIER_HEAD + target('hub1'));
+  refusedAt(r, 12, 16, /targets\[0\]\.publicKey: target hub1: publicKey .*hub1\.pub is not a P-256 public key in PEM: .* — give the hub's public key/);
+  write(dir, 'hub1.pub', generateRecipientKeys().publicPem);
+  passed(await checkYaml(NOTIFIER_HEAD + target('hub1')));
+});
+
 // --- pwsync --version ----------------------------------------------------------------------------
 
 test('pwsync --version and -V print the version of package.json', () => {
