@@ -16,7 +16,7 @@ import { loadKeyring } from './service.ts';
 import { extensionEnv, joinRulesWithoutAttribute } from './targets.ts';
 
 export interface PreflightOptions {
-  /** Look at files the configuration names: extension modules, and connector files for join attributes. */
+  /** Look at files the configuration names: keys, the TLS pair, extension modules, connector files (join attributes). */
   readonly checkFiles: boolean;
   /** Load each extension and run its init() with its settings, as the hub does at start: runs the extension's code. */
   readonly loadExtensions: boolean;
@@ -25,10 +25,10 @@ export interface PreflightOptions {
 /**
  * What a hub (or connector worker) would refuse at start that can be known without the network:
  * keys that open no sealed password, a TLS certificate and key that do not belong together,
- * connection settings its connector rejects, a plain channel where a secure one is required, extension modules that cannot be loaded and
- * built-in extensions' settings, and join rules naming a column a connector's file does not
- * have. Directories and databases are not contacted (`pwsync connector test NAME` does that);
- * an extension's own code runs only with `loadExtensions`.
+ * connection settings its connector rejects, a plain channel where a secure one is required,
+ * extension modules that cannot be loaded, built-in extensions' settings, and join rules naming
+ * a column a connector's file does not have. Directories and databases are not contacted
+ * (`pwsync connector test NAME` does that); an extension's own code runs only with `loadExtensions`.
  */
 export async function preflightIssues(config: LoadedHubConfig | LoadedWorkerConfig, opts: PreflightOptions): Promise<ConfigIssue[]> {
   const issues: ConfigIssue[] = [];
@@ -44,13 +44,13 @@ export async function preflightIssues(config: LoadedHubConfig | LoadedWorkerConf
         log, resolvePath: (p) => path.resolve(config.baseDir, p), requireSecureConnection: c.requireSecureConnection, timeoutMs: c.timeout,
       });
     } catch (e) {
-      issues.push(issueAt(config, at('connection'), describeError(e), 'correct the connection setting named: the hub refuses to start with it'));
+      issues.push(issueAt(config, at('connection'), describeError(e), 'correct the connection setting named: the service refuses to start with it'));
       continue;
     }
     // The hub's refusal with event 6951 (hub/targets.ts), known from the settings alone.
     if (c.requireSecureConnection && connector.securityLevel() === 'plain') {
       const url = (c.connection as { url?: unknown }).url;
-      issues.push(issueAt(config, at('connection', 'url'), `${typeof url === 'string' ? url : `connector ${c.name}`} is a plain connection: the bind password and every password set would travel in clear, and requireSecureConnection is true (the default), so the hub refuses this connector with event 6951`,
+      issues.push(issueAt(config, at('connection', 'url'), `${typeof url === 'string' ? url : `connector ${c.name}`} is a plain connection: the bind password and every password set would travel in clear, and requireSecureConnection is true (the default), so the connector is refused at start with event 6951`,
         EVENTS[6951].fix));
     }
     if (c.extension) issues.push(...await extensionIssues(config, c, at, opts));
@@ -101,7 +101,7 @@ async function extensionIssues(config: LoadedHubConfig | LoadedWorkerConfig, c: 
   const env = extensionEnv(c.name, config.baseDir, silentLogger());
   const settingsProblem = await builtinSettingsProblem(module, settings, env.resolvePath);
   if (settingsProblem) {
-    return [issueAt(config, at('extension', 'settings'), `${module}: ${settingsProblem}`, 'correct extension.settings: the hub refuses to start with them')];
+    return [issueAt(config, at('extension', 'settings'), `${module}: ${settingsProblem}`, 'correct extension.settings: the service refuses to start with them')];
   }
   if (!opts.loadExtensions) return [];
   try {
@@ -109,7 +109,7 @@ async function extensionIssues(config: LoadedHubConfig | LoadedWorkerConfig, c: 
     await loaded.extension.close?.();
     return [];
   } catch (e) {
-    return [issueAt(config, at('extension'), describeError(e), 'the hub refuses to start with this extension: fix the module or its settings')];
+    return [issueAt(config, at('extension'), describeError(e), 'the service refuses to start with this extension: fix the module or its settings')];
   }
 }
 

@@ -194,7 +194,7 @@ ${extra}    join:
 
 test('ldap:// without StartTLS where a secure connection is required (the default) is refused at the URL', async () => {
   const r = await checkYaml(ldapConnector('ldap://dir.example.com:389'), '--no-check-files');
-  refusedAt(r, 15, 12, /connectors\[0\]\.connection\.url: ldap:\/\/dir\.example\.com:389 is a plain connection: .*requireSecureConnection is true \(the default\), so the hub refuses this connector with event 6951 — use ldaps:\/\/ or StartTLS/);
+  refusedAt(r, 15, 12, /connectors\[0\]\.connection\.url: ldap:\/\/dir\.example\.com:389 is a plain connection: .*requireSecureConnection is true \(the default\), so the connector is refused at start with event 6951 — use ldaps:\/\/ or StartTLS/);
   const explicit = await checkYaml(ldapConnector('ldap://dir.example.com', '').replace('    join:', '    requireSecureConnection: true\n    join:'), '--no-check-files');
   refusedAt(explicit, 15, 12, /is a plain connection/);
   const ad = await checkYaml(ldapConnector('ldap://dc1.corp.example.com').replace('kind: ldap', 'kind: ad'), '--no-check-files');
