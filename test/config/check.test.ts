@@ -126,6 +126,14 @@ test('brackets nested deeper than 64 are refused before parsing', async () => {
   assert.ok(!shallow.err.some((l) => /nest more than/.test(l)), shallow.err.join('\n'));
 });
 
+test('aliases that expand without end (a billion laughs) are refused, not expanded', async () => {
+  let yaml = 'x0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]\n';
+  for (let i = 1; i <= 9; i++) yaml += `x${i}: &a${i} [${Array(10).fill(`*a${i - 1}`).join(', ')}]\n`;
+  const r = await checkYaml(`hub:\n  id: hub1\n${yaml.replace(/^/gm, '  ').trimEnd()}\n`, '--no-check-files');
+  refusedAt(r, 1, 1, /\(top level\): the YAML cannot be read: .*alias.* — remove excessive aliases/i);
+  assert.equal(r.err.length, 2, r.err.join('\n'));
+});
+
 // --- what reaches the terminal ------------------------------------------------------------------
 
 test('control characters from the file reach the terminal only as escapes', async () => {
