@@ -9,6 +9,9 @@ import { isPwsyncError, UsageError, describeError } from '../core/errors.ts';
 import { EVENTS } from '../core/events.ts';
 import { silentLogger } from '../core/log.ts';
 import { openBroker } from '../hub/service.ts';
+import { joinRulesWithoutAttribute } from '../hub/targets.ts';
+import { printableLines } from '../core/text.ts';
+import { isObjectSource } from '../connectors/contract.ts';
 
 /** Where the command writes; the tests hand in their own. */
 export type ConnectorCommandIO = CommandIO;
@@ -26,7 +29,9 @@ export function register(program: Command, io: ConnectorCommandIO = STD_IO): voi
 }
 
 /** Tests one connector of a hub YAML; returns the exit code. */
-export async function testConnector(configFile: string, name: string, io: ConnectorCommandIO = STD_IO): Promise<number> {
+export async function testConnector(configFile: string, name: string, rawIO: ConnectorCommandIO = STD_IO): Promise<number> {
+  // Reports quote the YAML and the connected system (attribute names, server messages): nothing of them reaches the terminal raw.
+  const io: ConnectorCommandIO = { out: (l) => rawIO.out(printableLines(l)), err: (l) => rawIO.err(printableLines(l)) };
   let config: LoadedHubConfig;
   try {
     // The hub's own files (keys, certificates) are not this command's business; the connector's are read when it opens.
@@ -75,6 +80,15 @@ export async function testConnector(configFile: string, name: string, io: Connec
       return 1;
     }
     const report = await connector.test();
+    // What the hub refuses at start, and only the connected system can tell: a join attribute its objects lack.
+    if (isObjectSource(connector)) {
+      const known = await connector.attributes();
+      const unknown = joinRulesWithoutAttribute(c.join, known);
+      if (unknown.length > 0) {
+        for (const r of unknown) io.err(`connector ${c.name}: join target ${r.target} is not an attribute of its objects (they have: ${known.join(', ') || 'none'}); fix connectors[].join[].target, or read the attribute (connection.attributes, objects.query)`);
+        return 2;
+      }
+    }
     io.out(`connector ${c.name} (${c.kind}): ok: ${report}`);
     if (!c.requireSecureConnection) io.out(`warning 6961: connector ${c.name}: requireSecureConnection is false: ${EVENTS[6961].text}`);
     return 0;

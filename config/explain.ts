@@ -16,6 +16,11 @@ export function schemaIssues(src: YamlSource, schema: TSchema, value: unknown, p
   const seen = new Set<string>();
   const issues: ConfigIssue[] = [];
   for (const { e, path } of errors) {
+    if (issues.length === MAX_SCHEMA_ISSUES) {
+      // Past this many, the file is most likely not a pwsync configuration; finding each place costs time.
+      issues.push(src.issue(src.valueAt(prefix), prefix, `more than ${MAX_SCHEMA_ISSUES} settings are wrong; the first ${MAX_SCHEMA_ISSUES} are listed`, 'check that this is a pwsync configuration file, fix the settings listed and check again'));
+      break;
+    }
     const text = pathText(path);
     if (e.type !== ValueErrorType.ObjectRequiredProperty && missing.some((m) => text === m || text.startsWith(`${m}.`) || text.startsWith(`${m}[`))) continue;
     const { message, fix, at } = explain(e, path, src);
@@ -27,6 +32,8 @@ export function schemaIssues(src: YamlSource, schema: TSchema, value: unknown, p
   }
   return issues;
 }
+
+const MAX_SCHEMA_ISSUES = 100;
 
 interface Explained {
   readonly message: string;

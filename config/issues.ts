@@ -1,4 +1,5 @@
 import { UsageError } from '../core/errors.ts';
+import { printable } from '../core/text.ts';
 
 /** A place in the configuration: keys of mappings and indexes of lists, from the top. */
 export type ConfigPath = ReadonlyArray<string | number>;
@@ -22,9 +23,12 @@ export function pathText(path: ConfigPath): string {
   return s;
 }
 
-/** `FILE:LINE:COL: PATH: what is wrong — how to fix it`, the form editors and terminals link. */
+/**
+ * `FILE:LINE:COL: PATH: what is wrong — how to fix it`, the form editors and terminals link; one
+ * line, whatever the file held (its control characters are written as escapes).
+ */
 export function formatIssue(i: ConfigIssue): string {
-  return `${i.file}:${i.line}:${i.column}: ${i.path}: ${i.message} — ${i.fix}`;
+  return printable(`${i.file}:${i.line}:${i.column}: ${i.path}: ${i.message} — ${i.fix}`);
 }
 
 /** Everything wrong with a configuration file, found in one pass and reported together. */

@@ -1,4 +1,5 @@
-import { readFile } from 'node:fs/promises';
+import { constants, type Stats } from 'node:fs';
+import { open, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import type { TObject } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
@@ -81,21 +82,72 @@ export function configLocation(config: object, at: ConfigPath): string {
   return `${src.file}:${line}:${column}: ${pathText(at)}`;
 }
 
+/** An issue at a setting of a loaded configuration, for what is checked after loading (`pwsync config check`). */
+export function issueAt(config: LoadedConfig['config'], at: ConfigPath, message: string, fix: string): ConfigIssue {
+  const src = SOURCES.get(config);
+  if (!src) return { file: config.sourceFile, line: 1, column: 1, path: pathText(at), message, fix };
+  // A mapping or list is pointed at by its key: its value starts with its first setting.
+  const node = src.nodeAt(at);
+  return src.issue(isMap(node) || isSeq(node) ? src.keyAt(at) : src.valueAt(at), at, message, fix);
+}
+
 const SOURCES = new WeakMap<object, YamlSource>();
 
 async function readSource(file: string): Promise<YamlSource> {
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    const why = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : code === 'EISDIR' ? 'it is a folder' : (code ?? 'read failed');
-    throw new UsageError(`cannot read configuration file ${file}: ${why} — check the path and that this account may read it`, { cause: e });
-  }
-  const src = new YamlSource(file, text);
+  const src = new YamlSource(file, await readConfigText(file));
   const syntax = src.syntaxIssues();
   if (syntax.length > 0) throw new ConfigError(syntax);
   return src;
+}
+
+/**
+ * The largest configuration file read: a hub with hundreds of connectors stays far below it, and a
+ * bigger file (a log, a dump given by mistake) is refused before it is parsed.
+ */
+export const MAX_CONFIG_BYTES = 1024 * 1024;
+
+/**
+ * The file's text, if it is a regular file of at most MAX_CONFIG_BYTES. It is opened without
+ * blocking (a FIFO or a device would otherwise wait forever for a writer) and checked on the open
+ * descriptor, so a path swapped after a check cannot slip through.
+ */
+async function readConfigText(file: string): Promise<string> {
+  const refuse = (why: string, fix: string, cause?: unknown): never => {
+    throw new UsageError(`cannot read configuration file ${file}: ${why} — ${fix}`, cause === undefined ? undefined : { cause });
+  };
+  let handle: FileHandle;
+  try {
+    handle = await open(file, constants.O_RDONLY | (constants.O_NONBLOCK ?? 0));
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    const why = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : code === 'EISDIR' ? 'it is a folder' : (code ?? 'read failed');
+    return refuse(why, 'check the path and that this account may read it', e);
+  }
+  try {
+    const st = await handle.stat();
+    if (st.isDirectory()) refuse('it is a folder', 'give the YAML file inside it');
+    if (!st.isFile()) refuse(`it is not a regular file (${fileType(st)})`, 'give the path of the YAML file itself; a configuration is read from a file, not a pipe or a device');
+    if (st.size > MAX_CONFIG_BYTES) refuse(`it is ${st.size} bytes, more than the ${MAX_CONFIG_BYTES} bytes (1 MiB) a configuration may have`, 'check that this is the configuration file; split a very large one between hubs or workers');
+    // Read one byte more than allowed: a file that grew after the check is still refused.
+    const buf = Buffer.alloc(MAX_CONFIG_BYTES + 1);
+    let got = 0;
+    while (got < buf.length) {
+      const { bytesRead } = await handle.read(buf, got, buf.length - got, got);
+      if (bytesRead === 0) break;
+      got += bytesRead;
+    }
+    if (got > MAX_CONFIG_BYTES) refuse(`it grew beyond ${MAX_CONFIG_BYTES} bytes (1 MiB) while it was read`, 'check that this is the configuration file');
+    return buf.subarray(0, got).toString('utf8');
+  } finally {
+    await handle.close();
+  }
+}
+
+function fileType(st: Stats): string {
+  if (st.isFIFO()) return 'a named pipe';
+  if (st.isCharacterDevice() || st.isBlockDevice()) return 'a device';
+  if (st.isSocket()) return 'a socket';
+  return 'not a file';
 }
 
 const EXAMPLES = 'see config/examples/hub.yaml, config/examples/notifier.yaml and config/examples/worker.yaml';

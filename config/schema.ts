@@ -189,7 +189,7 @@ export const NotifierSchema = Type.Object({
     dataDir: Path('Where the notifier keeps its queues (sealed changes only).'),
     hook: Type.Object({
       socket: Path('The local socket the password hook writes to (Windows: \\\\.\\pipe\\NAME).'),
-      mode: Type.String({ pattern: '^0?[0-7]{3}$', default: '0600', description: 'File mode of the socket.' }),
+      mode: Type.String({ pattern: '^0?[0-7]{3}$', default: '0600', description: 'File mode of the socket: 0600 (the notifier\'s account), or 0660 (its group too). A mode with any bit for others is refused: every local user could queue password changes.' }),
       timeout: Duration('5s', 'Longest the hook waits for a change to be made durable.'),
     }, { additionalProperties: false }),
     log: LogSchema,

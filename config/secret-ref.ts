@@ -27,7 +27,8 @@ export function resolveSecret(ref: unknown, where: string, baseDir: string): Sec
 function fromFile(file: string, where: string): Secret {
   let fd: number;
   try {
-    fd = fs.openSync(file, 'r');
+    // Without blocking: a FIFO named by mistake is refused below instead of waiting for a writer.
+    fd = fs.openSync(file, fs.constants.O_RDONLY | (fs.constants.O_NONBLOCK ?? 0));
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') throw secretError(where, `the secret file ${file} does not exist`, 'create it with mode 0600, or correct the path (a relative path is relative to the YAML file\'s folder)', e);

@@ -1,6 +1,7 @@
 import path from 'node:path';
 import { controlCharacterIn } from '../core/identifiers.ts';
 import { allowedCharactersPattern } from '../core/policy.ts';
+import { isWindowsPipe } from './paths.ts';
 import { parseDuration } from './schema.ts';
 import { pathText, type ConfigIssue, type ConfigPath } from './issues.ts';
 import type { YamlSource } from './source.ts';
@@ -22,6 +23,9 @@ export function hubSemanticIssues(src: YamlSource, config: unknown, baseDir: str
   issues.push(...sharedFiles(src, connectors, baseDir));
   issues.push(...brokerIssues(src, asRecord(root?.['broker'])));
   issues.push(...remoteIssues(src, root));
+  asArray(root?.['domains']).forEach((d, i) => {
+    issues.push(...ldapUrlIssues(src, asRecord(asRecord(d)?.['directory']), ['domains', i, 'directory'], 'a directory is always reached over an encrypted connection'));
+  });
   // With Kerberos, a caller is heard only once the DC check over that domain's directory passed.
   if (asRecord(asRecord(root?.['hub'])?.['kerberos'])) {
     asArray(root?.['domains']).forEach((d, i) => {
@@ -140,6 +144,8 @@ export function notifierSemanticIssues(src: YamlSource, config: unknown): Config
     }
   });
   issues.push(...kerberosIssues(src, asRecord(root?.['notifier'])?.['kerberos'], targets));
+  issues.push(...hookModeIssues(src, asRecord(asRecord(root?.['notifier'])?.['hook'])));
+  issues.push(...ldapUrlIssues(src, asRecord(asRecord(root?.['notifier'])?.['directory']), ['notifier', 'directory'], 'a directory is always reached over an encrypted connection'));
   if (!asRecord(asRecord(root?.['notifier'])?.['directory'])) {
     targets.forEach((t, i) => {
       if (!asRecord(asRecord(t)?.['scope'])) return;
@@ -163,6 +169,20 @@ function identifierIssues(src: YamlSource, at: ConfigPath, value: unknown): Conf
   if (typeof value !== 'string') return [];
   const problem = controlCharacterIn({ [pathText(at)]: value });
   return problem ? [src.issue(src.valueAt(at), at, problem, 'write the name as DNS has it, without escapes such as \\n or \\0 in the quoted YAML string')] : [];
+}
+
+/**
+ * Whoever can connect to the hook socket can queue a password change for any account: the
+ * socket is for the notifier's account and, at most, a group the hook runs in.
+ */
+function hookModeIssues(src: YamlSource, hook: Record<string, unknown> | undefined): ConfigIssue[] {
+  const mode = hook?.['mode'];
+  const socket = hook?.['socket'];
+  if (typeof mode !== 'string' || !/^0?[0-7]{3}$/.test(mode) || (typeof socket === 'string' && isWindowsPipe(socket))) return [];
+  if ((parseInt(mode, 8) & 0o007) === 0) return [];
+  const at: ConfigPath = ['notifier', 'hook', 'mode'];
+  return [src.issue(src.valueAt(at), at, `hook.mode ${mode} lets every local user write to the hook socket, and so queue password changes for any account`,
+    'use \'0600\' (the notifier\'s account only, the default) or \'0660\' (its group too); no bit for others')];
 }
 
 /** A target that authenticates with Kerberos needs this DC's credentials, from one source. */
@@ -208,6 +228,8 @@ function connectorIssues(src: YamlSource, c: Record<string, unknown> | undefined
     issues.push(src.issue(src.valueAt(p), p, `join rule ${rule['target']} = ${rule['source']} repeats rule ${first + 1} (line ${src.valueAt([...at, 'join', first]).line})`, 'remove the repeated rule'));
   });
   if (c['kind'] === 'fixed-width') issues.push(...fixedWidthIssues(src, c, rules, at));
+  // A plain URL is the connector's own refusal (event 6951 at start), found by `config check` (hub/preflight.ts).
+  if (c['kind'] === 'ldap' || c['kind'] === 'ad') issues.push(...ldapUrlIssues(src, asRecord(c['connection']), [...at, 'connection'], undefined));
   const policy = asRecord(c['policy']);
   const allowed = policy?.['allowedCharacters'];
   if (typeof allowed === 'string') {
@@ -222,6 +244,25 @@ function connectorIssues(src: YamlSource, c: Record<string, unknown> | undefined
     issues.push(src.issue(src.valueAt(p), p, `policy.maxLength ${max} is below policy.minLength ${min}: no password could pass`, 'raise maxLength or lower minLength'));
   }
   return issues;
+}
+
+/**
+ * The checks core/ldap.ts makes before it connects, made here so the file is refused where the
+ * URL is written: a plain ldap:// URL (unless `plainRefused` is undefined: the admin allowed it),
+ * and StartTLS asked of an ldaps:// URL.
+ */
+function ldapUrlIssues(src: YamlSource, conn: Record<string, unknown> | undefined, at: ConfigPath, plainRefused: string | undefined): ConfigIssue[] {
+  const url = conn?.['url'];
+  if (typeof url !== 'string') return [];
+  const p = [...at, 'url'];
+  if (/^ldaps:\/\//i.test(url) && conn?.['startTls'] === true) {
+    const s = [...at, 'startTls'];
+    return [src.issue(src.valueAt(s), s, 'startTls is for ldap:// URLs; an ldaps:// connection is encrypted from the start', 'remove startTls')];
+  }
+  if (!/^ldap:\/\//i.test(url) || conn?.['startTls'] === true || plainRefused === undefined) return [];
+  const host = /^ldap:\/\/([^/:]+|\[[^\]]+\])/i.exec(url)?.[1] ?? 'host';
+  return [src.issue(src.valueAt(p), p, `${url} is a plain LDAP connection: the bind password and every password set would travel in clear, and ${plainRefused}`,
+    `write ldaps://${host}:636, or keep ldap:// and add startTls: true (with ca: the CA file)`)];
 }
 
 /** A fixed-width file's attributes are its declared fields, so anchor and join targets can be checked now. */

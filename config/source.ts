@@ -1,5 +1,5 @@
 import {
-  isAlias, isMap, isScalar, isSeq, Lexer, LineCounter, parseDocument,
+  isAlias, isMap, isScalar, isSeq, Lexer, LineCounter, parseDocument, visit,
   type Document, type Node, type Pair, type YAMLError,
 } from 'yaml';
 import { pathText, type ConfigIssue, type ConfigPath } from './issues.ts';
@@ -33,18 +33,53 @@ const DEFAULT_SYNTAX_FIX = 'fix the YAML syntax at this place (check indentation
 export class YamlSource {
   readonly lines = new LineCounter();
   readonly doc: Document;
+  /** Where brackets nest deeper than MAX_FLOW_DEPTH; the file is then not parsed at all. */
+  private readonly tooDeep: number | undefined;
 
   constructor(readonly file: string, readonly text: string) {
-    // `<<: *anchor` merges are allowed so that connectors can share settings.
-    this.doc = parseDocument(text, { lineCounter: this.lines, prettyErrors: false, merge: true });
+    this.tooDeep = flowTooDeep(text);
+    if (this.tooDeep !== undefined) {
+      // The parser recurses per bracket: a deep nest would take seconds and overflow the stack.
+      this.doc = parseDocument('');
+      this.lines.addNewLine(0);
+      for (let i = text.indexOf('\n'); i >= 0; i = text.indexOf('\n', i + 1)) this.lines.addNewLine(i + 1);
+      return;
+    }
+    // `<<: *anchor` merges are allowed so that connectors can share settings. Keys are checked
+    // unique below: yaml's own check compares every key with every other, minutes for a big map.
+    this.doc = parseDocument(text, { lineCounter: this.lines, prettyErrors: false, merge: true, uniqueKeys: false });
   }
 
   /** Every syntax error (and warning: an unknown tag is not ignored), in admin language; empty when the file parsed. */
   syntaxIssues(): ConfigIssue[] {
+    if (this.tooDeep !== undefined) {
+      return [this.issue(this.position(this.tooDeep), [], `YAML syntax: brackets nest more than ${MAX_FLOW_DEPTH} deep`, 'write the lists and mappings out, one setting per line; pwsync\'s settings nest only a few levels')];
+    }
     const errors: YAMLError[] = [...this.doc.errors, ...this.doc.warnings];
     const explained = errors.filter((e) => !(e.code === 'BLOCK_AS_IMPLICIT_KEY'
       && errors.some((o) => o.code === 'MULTILINE_IMPLICIT_KEY' && o.pos[0] === e.pos[0])));
-    return explained.map((e) => this.syntaxIssue(e));
+    return [...explained.map((e) => this.syntaxIssue(e)), ...this.duplicateKeys()];
+  }
+
+  /** A key written twice in one mapping (the `<<` of a merge may repeat). */
+  private duplicateKeys(): ConfigIssue[] {
+    const issues: ConfigIssue[] = [];
+    visit(this.doc, {
+      Map: (_, map) => {
+        const seen = new Map<string, number>();
+        for (const pair of map.items) {
+          if (!isScalar(pair.key) || pair.key.value === '<<' || !pair.key.range) continue;
+          const key = String(pair.key.value);
+          const first = seen.get(key);
+          if (first === undefined) {
+            seen.set(key, pair.key.range[0]);
+            continue;
+          }
+          issues.push(this.issue(this.position(pair.key.range[0]), [], `YAML syntax: map keys must be unique; \`${key}\` is set already on line ${this.position(first).line}`, SYNTAX_FIXES['DUPLICATE_KEY']!));
+        }
+      },
+    });
+    return issues;
   }
 
   private syntaxIssue(e: YAMLError): ConfigIssue {
@@ -147,6 +182,25 @@ export class YamlSource {
     if (isAlias(v)) return this.deref(v.resolve(this.doc));
     return isNode(v) ? v : undefined;
   }
+}
+
+/** Deeper than any pwsync setting nests, far below where the parser's recursion hurts. */
+const MAX_FLOW_DEPTH = 64;
+
+/** The offset of the first `[` or `{` nested deeper than MAX_FLOW_DEPTH, if any (quoted text does not count). */
+function flowTooDeep(text: string): number | undefined {
+  let depth = 0;
+  let offset = 0;
+  for (const token of new Lexer().lex(text)) {
+    if (token === '[' || token === '{') {
+      if (++depth > MAX_FLOW_DEPTH) return offset;
+    } else if (token === ']' || token === '}') {
+      depth = Math.max(0, depth - 1);
+    }
+    // The lexer's control tokens (document, flow, scalar markers) take no room in the text.
+    if (!(token.length === 1 && '\x02\x18\x1f'.includes(token))) offset += token.length;
+  }
+  return undefined;
 }
 
 function isNode(v: unknown): v is Node {

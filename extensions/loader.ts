@@ -1,6 +1,8 @@
 import { stat } from 'node:fs/promises';
-import { isAbsolute } from 'node:path';
-import { pathToFileURL } from 'node:url';
+import os from 'node:os';
+import { extname, isAbsolute } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { build, type BuildFailure } from 'esbuild';
 import { describeError, UsageError } from '../core/errors.ts';
 import type { ExtensionEnv, PasswordExtension } from '../core/extension.ts';
 
@@ -25,6 +27,84 @@ const BUILTINS = ['sql-login', 'sql-table'];
 const MEMBERS = ['init', 'beginConnection', 'setPassword', 'changePassword', 'endConnection', 'close'] as const;
 
 const SHAPE = 'export default defineExtension(() => ({ setPassword(object, password, ctx) { … } })) (see extensions/sdk/mod.ts)';
+
+/** What Node with pwsync's TypeScript loader imports as a module; anything else fails at import. */
+const MODULE_EXTENSIONS = ['.js', '.mjs', '.cjs', '.ts', '.mts', '.cts', '.jsx', '.tsx'];
+
+/** What is wrong with an extension module, in the words of a configuration issue. */
+export interface ExtensionProblem {
+  readonly message: string;
+  readonly fix: string;
+}
+
+/**
+ * Finds what `loadExtension` would refuse about the module without running any of its code: a
+ * built-in that does not exist, a path that is not a regular file, a file or package that is not
+ * a module (by its extension, then by parsing it), an ES module without a default export. What
+ * the code does when it runs (its factory, its init) is only known by loading it.
+ */
+export async function extensionModuleProblem(module: string): Promise<ExtensionProblem | undefined> {
+  const builtin = /^builtin:(.*)$/.exec(module)?.[1];
+  if (builtin !== undefined) {
+    return BUILTINS.includes(builtin) ? undefined
+      : { message: `no built-in password extension ${module}`, fix: `use one of ${BUILTINS.map((b) => `builtin:${b}`).join(', ')}, or give a path` };
+  }
+  let file: string;
+  if (isAbsolute(module) || module.startsWith('file:')) {
+    file = module.startsWith('file:') ? fileURLToPath(module) : module;
+  } else {
+    try {
+      // Resolved from here, as loadExtension's import() resolves it.
+      const url = import.meta.resolve(module);
+      if (!url.startsWith('file:')) return undefined;
+      file = fileURLToPath(url);
+    } catch (e) {
+      return { message: `no package ${module} can be found (${(e as { code?: string }).code ?? describeError(e)})`, fix: `install it next to pwsync (npm install ${module}), or give the module's path (./name.ts: a relative path is relative to the YAML file)` };
+    }
+  }
+  const st = await stat(file).catch(() => undefined);
+  if (!st) return { message: `the extension ${file} does not exist`, fix: 'correct `extension.module` (a relative path is relative to the YAML file)' };
+  if (!st.isFile()) return { message: `the extension ${file} is not a regular file`, fix: 'point `extension.module` at the module\'s file (.ts, .js, .mjs…), not a folder or a device' };
+  const ext = extname(file).toLowerCase();
+  if (!MODULE_EXTENSIONS.includes(ext)) {
+    return { message: `the extension ${file} is not a module: ${ext === '' ? 'its name has no extension' : `${ext} is not a JavaScript or TypeScript file`}`, fix: `point \`extension.module\` at a module whose name ends in ${MODULE_EXTENSIONS.join(', ')}` };
+  }
+  return moduleSyntaxProblem(file);
+}
+
+/**
+ * What a built-in extension's init() would refuse in `settings`, asked of the built-in's own
+ * check (pwsync's code, which connects nowhere and loads no module named in the settings).
+ */
+export async function builtinSettingsProblem(module: string, settings: Readonly<Record<string, unknown>>, resolvePath: (p: string) => string): Promise<string | undefined> {
+  const builtin = /^builtin:(.*)$/.exec(module)?.[1];
+  if (builtin === undefined || !BUILTINS.includes(builtin)) return undefined;
+  const mod = await import(new URL(`./builtin/${builtin}.ts`, import.meta.url).href) as {
+    settingsProblem?: (raw: Readonly<Record<string, unknown>>, resolvePath: (p: string) => string) => string | undefined | Promise<string | undefined>;
+  };
+  return mod.settingsProblem?.(settings, resolvePath);
+}
+
+/** Parses the module (esbuild, which never runs it): a syntax error, or an ES module without a default export. */
+async function moduleSyntaxProblem(file: string): Promise<ExtensionProblem | undefined> {
+  let result;
+  try {
+    // write: false: the output folder only has to be a name, nothing is written.
+    result = await build({ entryPoints: [file], bundle: false, write: false, metafile: true, logLevel: 'silent', outdir: os.tmpdir() });
+  } catch (e) {
+    const first = (e as Partial<BuildFailure>).errors?.[0];
+    if (!first) throw e;
+    const at = first.location ? ` at line ${first.location.line}, column ${first.location.column + 1}` : '';
+    return { message: `the extension ${file} is not a module that can be loaded: ${first.text}${at}`, fix: 'fix the module\'s syntax (run it through `npx tsc --noEmit` or `node --check`)' };
+  }
+  // A CommonJS module's exports are only known when it runs; import() makes them the default export.
+  const format = Object.values(result.metafile.inputs)[0]?.format;
+  const exports = Object.values(result.metafile.outputs)[0]?.exports ?? [];
+  if (format !== 'cjs' && !exports.includes('default')) {
+    return { message: `the extension ${file} has no default export`, fix: `write ${SHAPE}` };
+  }
+  return undefined;
+}
 
 /**
  * Loads a password extension and initializes it with its settings. Each way an extension can be

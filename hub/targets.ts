@@ -121,11 +121,15 @@ async function checkJoinAttributes(config: ConnectorConfig, connector: Connector
     if (e instanceof PwsyncError) log.error({ eventId: e.eventId }, e.message);
     throw e;
   }
-  // The same rule as the join lookup (joins.ts attributeOf): exact name, else the name without case.
-  const unknown = config.join.filter((r) => !known.some((k) => k.toLowerCase() === r.target.toLowerCase()));
+  const unknown = joinRulesWithoutAttribute(config.join, known);
   if (unknown.length > 0) {
     throw new UsageError(`connector ${config.name}: join rule names attribute${unknown.length > 1 ? 's' : ''} ${unknown.map((r) => r.target).join(', ')}, which its objects do not have (they have: ${known.join(', ')}); fix connectors[].join[].target`);
   }
+}
+
+/** The join rules whose target attribute is not among `known`, by the join lookup's rule (joins.ts attributeOf): exact name, else the name without case. */
+export function joinRulesWithoutAttribute<R extends { readonly target: string }>(rules: readonly R[], known: readonly string[]): R[] {
+  return rules.filter((r) => !known.some((k) => k.toLowerCase() === r.target.toLowerCase()));
 }
 
 export async function closeTarget(t: Target): Promise<void> {

@@ -177,7 +177,8 @@ function readTargetFile(t: TargetConfig, setting: string, file: string): Buffer 
   }
 }
 
-function targetRecipient(t: TargetConfig): RecipientKey {
+/** The key a target's changes are sealed for; an unreadable or wrong one stops the notifier at start. */
+export function targetRecipient(t: TargetConfig): RecipientKey {
   const pem = readTargetFile(t, 'publicKey', t.publicKey);
   // An RSA key serves only the filter DLL's test-only suite, and only with PWSYNC_TEST_ONLY_SUITES=1.
   if (isRsa(pem)) {

@@ -29,6 +29,16 @@ function readSettings(raw: Readonly<Record<string, unknown>>): Settings {
   return { login, options: options as Record<string, string> };
 }
 
+/** What init() would refuse in these settings, without a connection: for `pwsync config check`. */
+export function settingsProblem(raw: Readonly<Record<string, unknown>>): string | undefined {
+  try {
+    readSettings(raw);
+    return undefined;
+  } catch (e) {
+    return (e as Error).message;
+  }
+}
+
 /** The login name of an object: its anchor, or one of its attributes. */
 export function attributeOf(object: TargetObject, attribute: string, connector: string): string {
   const v = attribute === 'id' ? object.id : object.attributes[attribute];

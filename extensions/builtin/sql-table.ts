@@ -42,6 +42,25 @@ function readSettings(raw: Readonly<Record<string, unknown>>): Settings {
   return { statement, params: p };
 }
 
+/**
+ * What init() would refuse in these settings, without a connection: for `pwsync config check`.
+ * A hash module is only named here, not loaded: it is the admin's code.
+ */
+export async function settingsProblem(raw: Readonly<Record<string, unknown>>, resolvePath: (p: string) => string): Promise<string | undefined> {
+  try {
+    readSettings(raw);
+    const hash = raw.hash as Record<string, unknown> | undefined;
+    if (typeof hash === 'object' && hash !== null && hash.module !== undefined) {
+      if (Object.keys(hash).length > 1) return 'hash: with module, no other setting';
+      return typeof hash.module === 'string' && hash.module !== '' ? undefined : 'hash.module must be a path to the module';
+    }
+    await hashFromSettings(raw.hash, resolvePath);
+    return undefined;
+  } catch (e) {
+    return (e as Error).message;
+  }
+}
+
 export default defineExtension(() => {
   let settings: Settings | undefined;
   let hash: HashFn | undefined;

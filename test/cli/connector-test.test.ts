@@ -16,7 +16,7 @@ let srv: Postgres;
 let lab: Lab;
 const csv = 'id,login,pwdHash\n1,alice,\n2,bob,\n';
 
-function pg(name: string, user: string, passwordFile: string): Record<string, unknown> {
+function pg(name: string, user: string, passwordFile: string, joinTarget = 'id'): Record<string, unknown> {
   return {
     name, kind: 'postgresql', enabled: true,
     connection: {
@@ -24,7 +24,7 @@ function pg(name: string, user: string, passwordFile: string): Record<string, un
       tls: { ca: srv.caFile, serverName: 'localhost' }, poolSize: 1, timeout: '5s',
       objects: { query: 'SELECT login AS id, email FROM app_users', anchor: 'id' },
     },
-    join: [{ target: 'id', source: 'sAMAccountName' }],
+    join: [{ target: joinTarget, source: 'sAMAccountName' }],
     extension: { module: 'builtin:sql-login', settings: {} },
   };
 }
@@ -43,7 +43,7 @@ before(async () => {
   lab = await Lab.create({
     root,
     connectors: [{ name: 'appfile', kind: 'delimited', file: 'app.csv', content: csv, join: [{ target: 'login', source: 'sAMAccountName' }], connection: { anchor: 'id' } }],
-    hubConnectors: [pg('appdb', 'pwsync', srv.pwsyncPasswordFile), pg('weak', 'norights', srv.norightsPasswordFile), pg('badpw', 'pwsync', wrong)],
+    hubConnectors: [pg('appdb', 'pwsync', srv.pwsyncPasswordFile), pg('weak', 'norights', srv.norightsPasswordFile), pg('badpw', 'pwsync', wrong), pg('nojoin', 'pwsync', srv.pwsyncPasswordFile, 'mail')],
   });
 });
 
@@ -88,10 +88,17 @@ test('a wrong service password: exit 1, event 6942 and what to fix', async () =>
   assert.equal(r.out, '');
 });
 
+test('a join target the objects query does not return: exit 2, naming the columns it has (what the hub refuses at start)', async () => {
+  const r = await run('nojoin');
+  assert.equal(r.code, 2, r.out);
+  assert.equal(r.err.trim(), 'connector nojoin: join target mail is not an attribute of its objects (they have: id, email); fix connectors[].join[].target, or read the attribute (connection.attributes, objects.query)');
+  assert.equal(r.out, '');
+});
+
 test('an unknown connector name: exit 2 and the names the file has', async () => {
   const r = await run('nosuch');
   assert.equal(r.code, 2);
-  assert.match(r.err, /no connector named "nosuch"; its connectors: appfile, appdb, weak, badpw/);
+  assert.match(r.err, /no connector named "nosuch"; its connectors: appfile, appdb, weak, badpw, nojoin/);
 });
 
 test('a configuration error: exit 2 with the problem', async () => {

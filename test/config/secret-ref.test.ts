@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict';
+import { execFileSync, spawnSync } from 'node:child_process';
+import path from 'node:path';
 import { after, test } from 'node:test';
 import { configLocation, loadHubConfig } from '../../config/load.ts';
 import { resolveSecret } from '../../config/secret-ref.ts';
@@ -83,4 +85,16 @@ test('anything else than one of the two references is refused', () => {
       return true;
     });
   }
+});
+
+test('a FIFO named as a secret file is refused at once, without waiting for a writer', () => {
+  const fifo = path.join(dir, 'secret.fifo');
+  execFileSync('mkfifo', ['-m', '600', fifo]);
+  // resolveSecret reads synchronously: run it in a child, so a blocking open fails the test instead of hanging it.
+  const secretRef = new URL('../../config/secret-ref.ts', import.meta.url).href;
+  const script = `import { resolveSecret } from ${JSON.stringify(secretRef)};
+try { resolveSecret({ fromFile: ${JSON.stringify(fifo)} }, 'hub.yaml:1:1: s', '/'); console.log('read'); } catch (e) { console.log(e.message); }`;
+  const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { encoding: 'utf8', timeout: 60_000 });
+  assert.equal(r.signal, null, 'the child was killed: reading the FIFO blocked');
+  assert.equal(r.stdout.trim(), `hub.yaml:1:1: s: ${fifo} is not a regular file — point \`fromFile\` at the file that holds the secret`);
 });
