@@ -188,6 +188,21 @@ export const EVENTS = {
     text: 'a connector worker refused what it was given, or NATS refused the worker: another connector\'s operation, a password not sealed for its key, or credentials without rights to its connector\'s subjects',
     fix: 'give each worker its own connector\'s NATS user and its own key pair; the hub\'s connection.publicKey for the connector must be that worker\'s public key',
   },
+  6982: {
+    severity: 'error', retryable: false,
+    text: 'another hub holds this hub\'s data folder (hub.dataDir): this hub does not start',
+    fix: 'stop the hub whose PID the message names, or give this hub its own hub.dataDir; two hubs on one embedded broker apply every operation twice (share NATS JetStream to run several)',
+  },
+  6983: {
+    severity: 'info', retryable: false,
+    text: 'a set-operation was re-queued: by an admin (`pwsync retry`), or by the hub because nothing would have moved it',
+    fix: 'nothing to do: it is applied as a new attempt; `pwsync status --operations` shows it',
+  },
+  6984: {
+    severity: 'info', retryable: false,
+    text: 'a failed set-operation was re-queued automatically: its connector answered again (retry.failedWhenReachable)',
+    fix: 'nothing to do: the target is back and the operation is applied again',
+  },
 } as const satisfies Record<number, EventDef>;
 
 export type EventId = keyof typeof EVENTS;
