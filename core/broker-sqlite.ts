@@ -71,7 +71,7 @@ function settings(o: SqliteBrokerOptions): Settings {
  * terminated it; one that no consumer matched is kept for `dedupeWindowMs`, for a consumer created
  * later. One process should consume a given durable name (leases are per process).
  */
-export function openSqliteBroker(opts: SqliteBrokerOptions): Broker {
+export function openSqliteBroker(opts: SqliteBrokerOptions): Broker & PendingListing {
   return new SqliteBroker(settings(opts));
 }
 

@@ -1,5 +1,5 @@
 import { createPrivateKey } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import type { Broker } from '../core/broker.ts';
@@ -87,9 +87,9 @@ const SWEEP_GRACE_MS = 60_000;
  * folder this start created is removed again if the start fails, so a failed start leaves nothing.
  */
 function holdDataDir(dir: string, log: Logger): { release(failedStart: boolean): void } {
-  const made = !existsSync(dir);
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
-  const remove = (): void => { if (made) rmSync(dir, { recursive: true, force: true }); };
+  // The first folder this call made (dir or a parent), if any: what a failed start takes away again.
+  const made = mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const remove = (): void => { if (made) rmSync(made, { recursive: true, force: true }); };
   let lock: ReturnType<typeof lockDataDir>;
   try {
     lock = lockDataDir(dir);

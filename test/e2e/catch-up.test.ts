@@ -39,7 +39,7 @@ const opWith = (what: string, connector: string, pick: (o: OperationStatus) => b
   until(what, 30_000, () => withState(async (s) => (await s.listOperations()).find((o) => o.connector === connector && pick(o))));
 
 before(async () => {
-  const connector = { kind: 'delimited', content: csvOf(['dave']), join: [{ target: 'login', source: 'sAMAccountName' }] } as const;
+  const connector = { kind: 'delimited' as const, content: csvOf(['dave']), join: [{ target: 'login', source: 'sAMAccountName' }] };
   lab = await Lab.create({
     root: testDir('catch-up'),
     connectors: [

@@ -93,7 +93,7 @@ test('a failed start leaves no data folder behind, and a refused one keeps the f
   const config = path.join(lab.root, 'broken.yaml');
   copyFileSync(lab.hubConfig, config);
   editYaml(config, (doc) => {
-    doc.hub.dataDir = 'fresh-data';
+    doc.hub.dataDir = 'fresh/data';
     doc.hub.listen = '127.0.0.1:0';
     // A join rule on an attribute the file lacks: refused after the folder is made and locked.
     doc.connectors[0].join = [{ target: 'nosuch', source: 'sAMAccountName' }];
@@ -101,7 +101,7 @@ test('a failed start leaves no data folder behind, and a refused one keeps the f
   const hub = spawnPwsync(['hub', '--config', config]);
   assert.notEqual(await hub.exited, 0);
   assert.match(hub.stderr(), /join rule names attribute nosuch/);
-  assert.equal(existsSync(path.join(lab.root, 'fresh-data')), false, 'no fresh-data folder left');
+  assert.equal(existsSync(path.join(lab.root, 'fresh')), false, 'neither fresh/data nor its parent is left');
   const again = spawnPwsync(['hub', '--config', lab.hubConfig]);
   assert.equal(await again.exited, 1);
   assert.match(again.stderr(), /is held by another hub/);
