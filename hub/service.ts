@@ -156,12 +156,11 @@ export async function startHub(config: HubConfigFile, log: Logger): Promise<Runn
     const audit = await AuditTrail.open(broker);
     const recovery = { hubId: config.hub.id, audit, staleMs: STUCK_AFTER_MS };
     const rlog = log.child({ component: 'recovery' });
-    // Before any loop runs, every unsettled operation must have a delivery: none is in flight yet.
-    await recoverStuckOperations(broker, state, targets, { ...recovery, graceMs: 0 }, rlog);
-    timers.push(setInterval(() => {
-      recoverStuckOperations(broker, state, targets, { ...recovery, graceMs: SWEEP_GRACE_MS }, rlog)
-        .catch((e: unknown) => rlog.warn({ err: describeError(e) }, 'looking for stuck set-operations failed; the next sweep tries again'));
-    }, RECOVERY_SWEEP_MS).unref());
+    const recover = (graceMs: number): Promise<void> => recoverStuckOperations(broker, state, targets, { ...recovery, graceMs }, rlog)
+      .then(() => undefined, (e: unknown) => rlog.warn({ err: describeError(e) }, 'looking for stuck set-operations failed; the next sweep tries again'));
+    // Before any loop runs, every unsettled operation must have a delivery: none of this hub's is in flight yet.
+    await recover(0);
+    timers.push(setInterval(() => void recover(SWEEP_GRACE_MS), RECOVERY_SWEEP_MS).unref());
     const resolver = new Resolver(broker, state, targets, 5000, log.child({ component: 'resolver' }));
     loops.push(resolver.run(abort.signal));
     for (const t of targets) {
