@@ -4,8 +4,8 @@ import { hostname } from 'node:os';
 import path from 'node:path';
 import { PwsyncError } from '../core/errors.ts';
 
-export const LOCK_FILE = 'hub.lock';
-export const PID_FILE = 'hub.pid';
+const LOCK_FILE = 'hub.lock';
+const PID_FILE = 'hub.pid';
 
 export interface DataDirLock {
   release(): void;
