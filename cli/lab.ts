@@ -29,7 +29,7 @@ export interface LabConnector {
   /** Extension settings; `null` for a connector with no extension (6922). */
   extension?: Record<string, unknown> | null;
   extensionModule?: string;
-  retry?: { count?: number; interval?: string };
+  retry?: { count?: number; interval?: string; failedWhenReachable?: boolean; probeEvery?: string };
   concurrency?: number;
   batchSize?: number;
   /** connectors[].policy: pwsync's own password policy for this connector. */
@@ -184,7 +184,7 @@ export class Lab {
         name: c.name, kind: c.kind, enabled: c.enabled ?? true,
         connection: { path: `targets/${c.file}`, ...c.connection },
         join: c.join,
-        retry: { count: c.retry?.count ?? 3, interval: c.retry?.interval ?? '1s' },
+        retry: { ...c.retry, count: c.retry?.count ?? 3, interval: c.retry?.interval ?? '1s' },
         concurrency: c.concurrency ?? 2, batchSize: c.batchSize ?? 100,
         ...(c.policy ? { policy: c.policy } : {}),
         ...(c.extension === null ? {} : {

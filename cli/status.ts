@@ -2,12 +2,14 @@ import { existsSync } from 'node:fs';
 import type { Command } from 'commander';
 import type { Broker } from '../core/broker.ts';
 import { formatTime } from '../core/change-time.ts';
-import { UsageError } from '../core/errors.ts';
+import { describeError, UsageError } from '../core/errors.ts';
 import type { WorkerBus } from '../core/worker-bus.ts';
 import { EVENTS, isEventId } from '../core/events.ts';
-import { silentLogger } from '../core/log.ts';
+import { createLogger, silentLogger } from '../core/log.ts';
+import { parseDuration } from '../config/schema.ts';
 import { loadHubConfig, type LoadedHubConfig } from '../config/load.ts';
-import { latestOf, queryStatus, retryOperation, showsFailure, type LatestApplied } from '../hub/admin.ts';
+import { failedMatching, latestOf, queryStatus, requeueOperation, retryOperation, showsFailure, type LatestApplied, type RetryFilter } from '../hub/admin.ts';
+import { AuditTrail, localActor } from '../hub/audit.ts';
 import { DcRegistry, type DcRecord, type NoticeRecord } from '../hub/dc-registry.ts';
 import type { OperationStatus, SyncStatus } from '../hub/records.ts';
 import { hubDatabase, openBroker } from '../hub/service.ts';
@@ -210,15 +212,106 @@ export function register(program: Command): void {
     });
 
   program.command('retry')
-    .description('Re-queue a failed set-operation (see `pwsync status --failed`).')
+    .description('Re-queue set-operations: by id, any that is not successful; or with --connector every failed one of a connector, narrowed by --event and a time span. Each is recorded in the audit trail and logged (event 6983).')
     .requiredOption('-c, --config <file>', 'the hub YAML')
-    .argument('<operation...>', 'operation ids')
-    .action(async (ids: string[], opts: { config: string }) => {
-      await withState(opts.config, async (s, broker) => {
-        for (const id of ids) {
-          const r = await retryOperation(broker, s, id);
-          process.stdout.write(`re-queued ${r.opId} (${r.account.domain}\\${r.account.samAccountName} → ${r.connector})\n`);
+    .argument('[operation...]', 'operation ids (see `pwsync status --operations`)')
+    .option('--connector <name>', 'bulk: every failed operation of this connector')
+    .option('--event <id>', 'bulk: only failures with this event id, such as 6941 (retries exhausted)')
+    .option('--since <duration>', 'bulk: only failures of the last DURATION (30m, 2h, 3d)')
+    .option('--from <time>', 'bulk: only failures at or after this ISO 8601 time')
+    .option('--to <time>', 'bulk: only failures at or before this ISO 8601 time')
+    .option('--dry-run', 'bulk: list what would be re-queued and change nothing')
+    .action(async (ids: string[], opts: RetryOptions) => {
+      const filter = retryFilter(ids, opts);
+      await withState(opts.config, async (s, broker, config) => {
+        const audit = await AuditTrail.open(broker);
+        const who = localActor();
+        // The hub's log gets the event too when it goes to a file; the audit trail has every retry either way.
+        const log = config.hub.log.file ? createLogger({ level: config.hub.log.level, file: config.hub.log.file, name: 'pwsync-retry' }) : silentLogger();
+        try {
+          const requeued = async (o: OperationStatus, detail: string): Promise<void> => {
+            await audit.record({ ...who, action: 'retry', subject: o.opId, result: 'ok', detail });
+            log.info({ eventId: 6983, opId: o.opId, connector: o.connector, objectId: o.objectId, by: who.actor, from: who.from }, EVENTS[6983].text);
+          };
+          if (!filter) {
+            for (const id of ids) {
+              let r: OperationStatus;
+              try {
+                r = await retryOperation(broker, s, id);
+              } catch (e) {
+                await audit.record({ ...who, action: 'retry', subject: id, result: 'refused', detail: describeError(e) });
+                throw e;
+              }
+              await requeued(r, 'by operation id');
+              process.stdout.write(`re-queued ${r.opId} (${r.account.domain}\\${r.account.samAccountName} → ${r.connector})\n`);
+            }
+            return;
+          }
+          if (!config.connectors.some((c) => c.name === filter.connector)) {
+            throw new UsageError(`--connector ${filter.connector}: no such connector in ${opts.config}; its connectors: ${config.connectors.map((c) => c.name).join(', ') || '(none)'}`);
+          }
+          const { retryable, withoutPassword } = await failedMatching(s, filter);
+          const what = describeFilter(filter);
+          for (const o of retryable) {
+            const line = `${o.opId} (${o.account.domain}\\${o.account.samAccountName} → ${o.connector}, event ${o.eventId ?? '-'}, failed ${when(o.updatedAt)})`;
+            if (opts.dryRun) {
+              process.stdout.write(`would re-queue ${line}\n`);
+              continue;
+            }
+            await requeueOperation(broker, s, o, 'retried by an admin');
+            await requeued(o, `bulk: ${what}; was event ${o.eventId ?? '-'}`);
+            process.stdout.write(`re-queued ${line}\n`);
+          }
+          process.stdout.write(`${opts.dryRun ? 'would re-queue' : 're-queued'} ${retryable.length} failed set-operation${retryable.length === 1 ? '' : 's'} (${what})${opts.dryRun ? '; dry run: nothing changed' : ''}\n`);
+          if (withoutPassword.length > 0) {
+            process.stdout.write(`${withoutPassword.length} more match but hold no sealed password and cannot be retried (superseded by a newer change, 6919, or failed longer ago than hub.keepFailedFor)\n`);
+          }
+        } finally {
+          log.flush();
         }
       });
     });
+}
+
+interface RetryOptions { config: string; connector?: string; event?: string; since?: string; from?: string; to?: string; dryRun?: boolean }
+
+/** The bulk filter of `pwsync retry`, or undefined when operations are named by id; refuses a mix. */
+export function retryFilter(ids: readonly string[], o: Omit<RetryOptions, 'config'>, now = Date.now()): RetryFilter | undefined {
+  const narrowing = ['event', 'since', 'from', 'to', 'dryRun'].filter((k) => o[k as keyof typeof o] !== undefined);
+  if (o.connector === undefined) {
+    if (narrowing.length > 0) throw new UsageError(`--${narrowing.map((k) => (k === 'dryRun' ? 'dry-run' : k)).join(', --')} select${narrowing.length === 1 ? 's' : ''} among a connector's failures: add --connector NAME`);
+    if (ids.length === 0) throw new UsageError('name the operations to retry (`pwsync status --operations` lists them), or retry every failed one of a connector with --connector NAME');
+    return undefined;
+  }
+  if (ids.length > 0) throw new UsageError('give operation ids or --connector, not both');
+  const f: RetryFilter = { connector: o.connector };
+  if (o.event !== undefined) {
+    const n = Number(o.event);
+    if (!Number.isInteger(n) || !isEventId(n)) throw new UsageError(`--event ${o.event}: not an event id of pwsync (such as 6941, retries exhausted; see the README's event table)`);
+    f.eventId = n;
+  }
+  if (o.since !== undefined) {
+    if (o.from !== undefined || o.to !== undefined) throw new UsageError('--since and --from/--to both give the time span: use one');
+    let ms: number;
+    try {
+      ms = parseDuration(o.since);
+    } catch {
+      throw new UsageError(`--since ${o.since}: not a duration; write it as 30m, 2h or 3d`);
+    }
+    f.from = now - ms;
+  }
+  const time = (flag: string, v: string): number => {
+    const t = Date.parse(v);
+    if (Number.isNaN(t)) throw new UsageError(`--${flag} ${v}: not a time; write it in ISO 8601, such as 2026-12-07T08:00:00Z`);
+    return t;
+  };
+  if (o.from !== undefined) f.from = time('from', o.from);
+  if (o.to !== undefined) f.to = time('to', o.to);
+  if (f.from !== undefined && f.to !== undefined && f.from > f.to) throw new UsageError(`--from ${o.from} is after --to ${o.to}`);
+  return f;
+}
+
+function describeFilter(f: RetryFilter): string {
+  return [`connector ${f.connector}`, f.eventId !== undefined ? `event ${f.eventId}` : '', f.from !== undefined ? `failed from ${when(f.from)}` : '', f.to !== undefined ? `to ${when(f.to)}` : '']
+    .filter(Boolean).join(', ');
 }

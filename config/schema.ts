@@ -87,6 +87,8 @@ const ConnectorSchema = Type.Object({
   retry: Type.Object({
     count: Type.Integer({ minimum: 0, maximum: 1000, default: 10, description: 'Retries after the first attempt before the operation fails (MIIS: 10).' }),
     interval: Duration('60s', 'Wait between retries (MIIS: 60s).'),
+    failedWhenReachable: Type.Boolean({ default: false, description: 'Re-queue the operations that ran out of retries (6941) once the target answers again: the hub probes it (as `pwsync connector test`) every probeEvery while there are any (event 6984, audited).' }),
+    probeEvery: Duration('60s', 'With failedWhenReachable: how often the hub probes a target that has such failures.'),
   }, { additionalProperties: false, default: {} }),
   concurrency: Type.Integer({ minimum: 1, maximum: 64, default: 4, description: 'Set-operations applied at once (per distinct object; one object is never set twice at once).' }),
   batchSize: Type.Integer({ minimum: 1, maximum: 1000, default: 100, description: 'Set-operations applied between one beginConnection and endConnection.' }),

@@ -1,5 +1,5 @@
 import type Database from 'better-sqlite3';
-import type { Broker, Consumer, ConsumerOptions, KvStore, PublishAck, PublishOptions } from './broker.ts';
+import type { Broker, Consumer, ConsumerOptions, KvStore, PendingListing, PublishAck, PublishOptions } from './broker.ts';
 import { subjectMatches } from './broker.ts';
 import { GroupCommit, WriteRejected } from './broker-sqlite-commit.ts';
 import { SqliteConsumer } from './broker-sqlite-consumer.ts';
@@ -71,11 +71,11 @@ function settings(o: SqliteBrokerOptions): Settings {
  * terminated it; one that no consumer matched is kept for `dedupeWindowMs`, for a consumer created
  * later. One process should consume a given durable name (leases are per process).
  */
-export function openSqliteBroker(opts: SqliteBrokerOptions): Broker {
+export function openSqliteBroker(opts: SqliteBrokerOptions): Broker & PendingListing {
   return new SqliteBroker(settings(opts));
 }
 
-class SqliteBroker implements Broker {
+class SqliteBroker implements Broker, PendingListing {
   readonly db: Database.Database;
   readonly commit: GroupCommit;
   readonly log: Logger;
@@ -116,6 +116,8 @@ class SqliteBroker implements Broker {
       dropUnclaimed: db.prepare(
         'DELETE FROM messages WHERE seq IN (SELECT seq FROM messages WHERE claimed = 0 AND published_at < ? LIMIT ?)'),
       dropDedupe: db.prepare('DELETE FROM dedupe WHERE msg_id IN (SELECT msg_id FROM dedupe WHERE at < ? LIMIT ?)'),
+      pending: db.prepare<[string], { msg_id: string }>(
+        'SELECT m.msg_id FROM consumer_msgs c JOIN messages m ON m.seq = c.seq WHERE c.consumer = ?'),
     };
     this.scheduleCleanup(s.cleanupIntervalMs);
   }
@@ -179,6 +181,14 @@ class SqliteBroker implements Broker {
     const c = new SqliteConsumer(durableName, filterSubject, ackWaitMs, this);
     this.consumers.set(durableName, c);
     return c;
+  }
+
+  async pendingMsgIds(durableName: string): Promise<Set<string>> {
+    this.assertOpen();
+    checkDurableName(durableName);
+    await this.commit.settled();
+    this.assertOpen();
+    return new Set(this.sql.pending.all(durableName).map((r) => r.msg_id));
   }
 
   async kv(bucket: string): Promise<KvStore> {

@@ -125,6 +125,19 @@ export interface Broker {
   close(): Promise<void>;
 }
 
+/**
+ * A broker that can say which messages a durable consumer still holds, without taking them (the
+ * embedded one; JetStream cannot): lets the hub find a set-operation whose delivery is gone.
+ */
+export interface PendingListing {
+  /** The message ids of what `durableName` has not acknowledged or terminated yet. */
+  pendingMsgIds(durableName: string): Promise<Set<string>>;
+}
+
+export function listsPending(b: Broker): b is Broker & PendingListing {
+  return typeof (b as Partial<PendingListing>).pendingMsgIds === 'function';
+}
+
 /** NATS subject matching: `*` one token, `>` one or more trailing tokens. */
 export function subjectMatches(filter: string, subject: string): boolean {
   const f = filter.split('.');

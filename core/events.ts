@@ -213,6 +213,21 @@ export const EVENTS = {
     text: 'a caller went away (cancelled, or past its deadline) before the hub answered: the hub stopped the call\'s remaining work',
     fix: 'nothing if rare: the notifier sends again what was not acknowledged; if frequent, the hub stores too slowly (check the broker) or the notifier\'s timeout is too short',
   },
+  6982: {
+    severity: 'error', retryable: false,
+    text: 'another hub holds this hub\'s data folder (hub.dataDir): this hub does not start',
+    fix: 'stop the hub whose PID the message names, or give this hub its own hub.dataDir; two hubs on one embedded broker apply every operation twice (share NATS JetStream to run several)',
+  },
+  6983: {
+    severity: 'info', retryable: false,
+    text: 'a set-operation was re-queued: by an admin (`pwsync retry`), or by the hub because nothing would have moved it',
+    fix: 'nothing to do: it is applied as a new attempt; `pwsync status --operations` shows it',
+  },
+  6984: {
+    severity: 'info', retryable: false,
+    text: 'a failed set-operation was re-queued automatically: its connector answered again (retry.failedWhenReachable)',
+    fix: 'nothing to do: the target is back and the operation is applied again',
+  },
 } as const satisfies Record<number, EventDef>;
 
 export type EventId = keyof typeof EVENTS;

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import type { Broker } from '../core/broker.ts';
 import { formatTime } from '../core/change-time.ts';
 import { UsageError } from '../core/errors.ts';
@@ -53,8 +54,37 @@ export function showsFailure(r: Pick<StatusResult, 'sync' | 'operations'>): bool
 }
 
 /**
- * Re-queues a failed set-operation with its sealed password, as if new: attempts start again.
+ * Queues a set-operation again with its sealed password, under a new message id that the status
+ * records: a delivery of it still queued under an older id is dropped when it comes (dispatcher).
  * Works while the hub runs (it picks the operation up) or is stopped (it does at start).
+ * `keepAttempts`: a recovered operation goes on counting; one an admin or the hub retries starts again.
+ */
+export async function requeueOperation(broker: Broker, state: HubState, status: OperationStatus, why: string, keepAttempts = false): Promise<OperationStatus> {
+  if (!status.envelope) throw new UsageError(`set-operation ${status.opId} holds no sealed password: ${noPasswordWhy(status)}`);
+  const delivery = `${status.opId}.requeue.${Date.now()}.${randomBytes(4).toString('hex')}`;
+  const op: OperationRecord = {
+    opId: status.opId, changeId: status.changeId, connector: status.connector, objectId: status.objectId,
+    account: status.account, changeTime: status.changeTime, envelope: status.envelope,
+  };
+  const requeued: OperationStatus = {
+    ...status, state: 'queued', attempts: keepAttempts ? status.attempts : 0, eventId: undefined, nextAttemptAt: undefined,
+    reason: why, delivery, updatedAt: Date.now(),
+  };
+  // Status first: a crash before the publish leaves a queued operation without a delivery, which the next start recovers.
+  await state.putOperation(requeued);
+  await broker.publish(opsSubject(status.connector), encode(op), { msgId: delivery });
+  return requeued;
+}
+
+function noPasswordWhy(o: OperationStatus): string {
+  return o.eventId === 6919
+    ? 'it was superseded (6919): a newer change for the same object was applied, so this one is never applied again and there is nothing to retry'
+    : 'it was dropped after hub.keepFailedFor: the person must change the password again';
+}
+
+/**
+ * `pwsync retry ID`: re-queues any set-operation that is not settled successfully (failed,
+ * retrying, queued or in progress), as if new: attempts start again.
  */
 export async function retryOperation(broker: Broker, state: HubState, opId: string): Promise<OperationStatus> {
   const status = await state.getOperation(opId);
@@ -62,18 +92,29 @@ export async function retryOperation(broker: Broker, state: HubState, opId: stri
   if (status.state === 'superseded') {
     throw new UsageError(`set-operation ${opId} was superseded by a newer change for the same object (6919): there is nothing to retry, the newer password is the one that counts`);
   }
-  if (status.state !== 'failed') throw new UsageError(`set-operation ${opId} is ${status.state}, not failed: only failed operations are retried`);
-  if (!status.envelope) {
-    throw new UsageError(`set-operation ${opId} no longer holds its sealed password (kept only for hub.keepFailedFor): the person must change the password again`);
-  }
-  const op: OperationRecord = {
-    opId, changeId: status.changeId, connector: status.connector, objectId: status.objectId,
-    account: status.account, changeTime: status.changeTime, envelope: status.envelope,
-  };
-  const requeued: OperationStatus = { ...status, state: 'queued', attempts: 0, eventId: undefined, reason: 'retried by an admin', updatedAt: Date.now() };
-  await state.putOperation(requeued);
-  await broker.publish(opsSubject(status.connector), encode(op), { msgId: `${opId}.retry.${Date.now()}` });
-  return requeued;
+  if (status.state === 'successful') throw new UsageError(`set-operation ${opId} is successful: the password is set, there is nothing to retry`);
+  if (!status.envelope) throw new UsageError(`set-operation ${opId} cannot be retried: ${noPasswordWhy(status)}`);
+  return requeueOperation(broker, state, status, 'retried by an admin');
+}
+
+/** Which failed operations a bulk retry takes: one connector, optionally one event and a span of failure times (ms). */
+export interface RetryFilter {
+  connector: string;
+  eventId?: number;
+  from?: number;
+  to?: number;
+}
+
+/**
+ * The failed operations that match `f`, split into those that can be re-queued and those that no
+ * longer hold a sealed password (superseded by a newer change, or older than keepFailedFor).
+ */
+export async function failedMatching(state: HubState, f: RetryFilter): Promise<{ retryable: OperationStatus[]; withoutPassword: OperationStatus[] }> {
+  const matching = (await state.listOperations()).filter((o) => o.state === 'failed' && o.connector === f.connector
+    && (f.eventId === undefined || o.eventId === f.eventId)
+    && (f.from === undefined || o.updatedAt >= f.from) && (f.to === undefined || o.updatedAt <= f.to))
+    .sort((a, b) => a.updatedAt - b.updatedAt);
+  return { retryable: matching.filter((o) => o.envelope), withoutPassword: matching.filter((o) => !o.envelope) };
 }
 
 /**

@@ -155,7 +155,9 @@ export class ConnectorWorker {
     const items: Item[] = [];
     for (const i of batch) {
       await this.settleOne(i, async () => {
-        statuses.set(i.op.opId, await this.statusOf(i.op));
+        const status = await this.statusOf(i.op);
+        if (await this.staleCopy(i, status)) return;
+        statuses.set(i.op.opId, status);
         items.push(i);
       });
     }
@@ -293,10 +295,26 @@ export class ConnectorWorker {
   }
 
   private async statusOf(op: OperationRecord): Promise<OperationStatus> {
-    return await this.hubState.getOperation(op.opId) ?? {
+    const status = await this.hubState.getOperation(op.opId) ?? {
       opId: op.opId, changeId: op.changeId, connector: op.connector, objectId: op.objectId,
       account: op.account, changeTime: op.changeTime, state: 'queued', attempts: 0, updatedAt: Date.now(),
     };
+    // Kept until settled, so that an operation whose delivery is lost can be queued again.
+    status.envelope ??= op.envelope;
+    return status;
+  }
+
+  /**
+   * A delivery that must not be applied: its operation was set already, or it was re-queued under
+   * another message id (`pwsync retry`, recovery) and this is the copy left behind. Dropped.
+   */
+  private async staleCopy(i: Item, status: OperationStatus): Promise<boolean> {
+    const stale = status.state === 'successful' ? 'already set' : status.delivery !== undefined && status.delivery !== i.delivery.msgId ? `re-queued as ${status.delivery}` : undefined;
+    if (!stale) return false;
+    this.target.log.debug({ opId: i.op.opId, msgId: i.delivery.msgId, why: stale }, 'a stale copy of a set-operation dropped');
+    this.held.delete(i.delivery);
+    await i.delivery.ack();
+    return true;
   }
 
   private async succeed(i: Item, status: OperationStatus): Promise<void> {

@@ -44,10 +44,13 @@ export interface OperationStatus {
   eventId?: number;
   reason?: string;
   updatedAt: number;
-  /** The sealed password of a failed operation, kept until its failure is older than
-   *  `keepFailedFor`, so that `pwsync retry` can re-queue it. (While queued or retrying, it
-   *  lives in the queued operation.) */
+  /** The sealed password, kept while the operation is not settled successfully (a failure keeps
+   *  it until it is older than `keepFailedFor`), so that the hub can re-queue an operation whose
+   *  delivery is gone and `pwsync retry` can re-queue any unsettled one. */
   envelope?: string;
+  /** The message id of the queued set-operation that carries it since it was last re-queued: a
+   *  delivery under another id was superseded and is dropped. Unset: the resolver's (the op id). */
+  delivery?: string;
 }
 
 export type SyncState = 'in-sync' | 'pending' | 'out-of-sync' | 'not-joined';

@@ -158,7 +158,7 @@ export class Resolver {
     };
     const fresh = await this.state.createOperation({
       opId: op.opId, changeId: op.changeId, connector, objectId: op.objectId, account: op.account,
-      changeTime: op.changeTime, state: 'queued', attempts: 0, updatedAt: now,
+      changeTime: op.changeTime, state: 'queued', attempts: 0, updatedAt: now, envelope: op.envelope,
     });
     await this.broker.publish(opsSubject(connector), encode(op), { msgId: op.opId });
     if (fresh) {

@@ -1,5 +1,5 @@
 import { createPrivateKey } from 'node:crypto';
-import { mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import type { Broker } from '../core/broker.ts';
@@ -11,6 +11,10 @@ import { natsBrokerOptions } from '../config/broker.ts';
 import type { HubConfig } from '../config/schema.ts';
 import { createHubServer } from '../proto/channel.ts';
 import { purgeOperations } from './admin.ts';
+import { AuditTrail } from './audit.ts';
+import { startAutoRetry } from './auto-retry.ts';
+import { lockDataDir } from './data-lock.ts';
+import { recoverStuckOperations } from './recovery.ts';
 import { hubAuthenticator } from './authentication.ts';
 import { startDomainSide, type DomainSide } from './dc-side.ts';
 import { ackWaitOf, ConnectorWorker } from './dispatcher.ts';
@@ -71,6 +75,37 @@ export async function openBroker(config: HubConfigFile, log: Logger): Promise<{ 
   return { broker, shared: true, bus: broker.bus() };
 }
 
+/** How often the hub looks for set-operations that nothing would move (besides once at start). */
+const RECOVERY_SWEEP_MS = 300_000;
+/** How long past its due time a set-operation counts as stuck where the broker cannot list what is queued (JetStream). */
+const STUCK_AFTER_MS = 600_000;
+/** While the hub runs, an operation's status is written a moment before its publish: younger ones are left alone. */
+const SWEEP_GRACE_MS = 60_000;
+
+/**
+ * hub.dataDir for the embedded broker, held by this hub alone (event 6982 names the holder). A
+ * folder this start created is removed again if the start fails, so a failed start leaves nothing.
+ */
+function holdDataDir(dir: string, log: Logger): { release(failedStart: boolean): void } {
+  // The first folder this call made (dir or a parent), if any: what a failed start takes away again.
+  const made = mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const remove = (): void => { if (made) rmSync(made, { recursive: true, force: true }); };
+  let lock: ReturnType<typeof lockDataDir>;
+  try {
+    lock = lockDataDir(dir);
+  } catch (e) {
+    remove();
+    if (e instanceof PwsyncError) log.error({ eventId: e.eventId, dataDir: dir }, e.message);
+    throw e;
+  }
+  return {
+    release: (failedStart) => {
+      lock.release();
+      if (failedStart) remove();
+    },
+  };
+}
+
 /**
  * Starts the hub: broker, connectors with their joins and extensions, the resolver and one worker
  * per connector, then the gRPC ingest last (nothing is acknowledged before everything is ready).
@@ -79,8 +114,16 @@ export async function openBroker(config: HubConfigFile, log: Logger): Promise<{ 
 export async function startHub(config: HubConfigFile, log: Logger): Promise<RunningHub> {
   if (testSuitesEnabled()) log.warn({ eventId: 6962, env: TEST_SUITES_ENV }, EVENTS[6962].text);
   const keyring = loadKeyring(config.hub.keys);
-  mkdirSync(config.hub.dataDir, { recursive: true, mode: 0o700 });
-  const { broker, shared, bus } = await openBroker(config, log);
+  // Hubs sharing NATS keep nothing in hub.dataDir; the embedded broker lives there, for one hub.
+  const dataDir = config.broker.kind === 'nats' ? undefined : holdDataDir(config.hub.dataDir, log);
+  let opened: Awaited<ReturnType<typeof openBroker>>;
+  try {
+    opened = await openBroker(config, log);
+  } catch (e) {
+    dataDir?.release(true);
+    throw e;
+  }
+  const { broker, shared, bus } = opened;
   const targets: Target[] = [];
   const abort = new AbortController();
   const loops: Promise<void>[] = [];
@@ -89,9 +132,11 @@ export async function startHub(config: HubConfigFile, log: Logger): Promise<Runn
   const timers: NodeJS.Timeout[] = [];
   let domainSide: DomainSide | undefined; // DC check, DC registry, reports (issue 4, part 3)
   let stopHeartbeats: (() => void) | undefined;
+  let stopAutoRetry: (() => void) | undefined;
   const close = async (): Promise<void> => {
     abort.abort();
     stopHeartbeats?.();
+    stopAutoRetry?.();
     if (purge) clearInterval(purge);
     for (const t of timers) clearInterval(t);
     await server?.close(config.hub.shutdownGrace);
@@ -108,6 +153,14 @@ export async function startHub(config: HubConfigFile, log: Logger): Promise<Runn
       const stop = recordWorkerHeartbeats(bus, await broker.kv('workers'), log.child({ component: 'workers' }));
       stopHeartbeats = stop;
     }
+    const audit = await AuditTrail.open(broker);
+    const recovery = { hubId: config.hub.id, audit, staleMs: STUCK_AFTER_MS };
+    const rlog = log.child({ component: 'recovery' });
+    const recover = (graceMs: number): Promise<void> => recoverStuckOperations(broker, state, targets, { ...recovery, graceMs }, rlog)
+      .then(() => undefined, (e: unknown) => rlog.warn({ err: describeError(e) }, 'looking for stuck set-operations failed; the next sweep tries again'));
+    // Before any loop runs, every unsettled operation must have a delivery: none of this hub's is in flight yet.
+    await recover(0);
+    timers.push(setInterval(() => void recover(SWEEP_GRACE_MS), RECOVERY_SWEEP_MS).unref());
     const resolver = new Resolver(broker, state, targets, { retryDelayMs: 5000, clockToleranceMs: config.hub.clockTolerance }, log.child({ component: 'resolver' }));
     loops.push(resolver.run(abort.signal));
     for (const t of targets) {
@@ -153,10 +206,21 @@ export async function startHub(config: HubConfigFile, log: Logger): Promise<Runn
       }, t.config.joinRefresh).unref());
     }
     runPurge();
+    stopAutoRetry = startAutoRetry(broker, state, targets, audit, config.hub.id);
     log.info({ listen: config.hub.listen, port: server.port, connectors: targets.map((t) => t.config.name) }, 'hub started');
-    return { port: server.port, state, failed: failure, stop: close };
+    return {
+      port: server.port, state, failed: failure,
+      stop: async () => {
+        try {
+          await close();
+        } finally {
+          dataDir?.release(false);
+        }
+      },
+    };
   } catch (e) {
     await close().catch(() => undefined);
+    dataDir?.release(true);
     throw e;
   }
 }

@@ -62,7 +62,7 @@ export async function startWorker(config: LoadedWorkerConfig, connectorName: str
   try {
     await checkAlone(nc, prefix, c.name, options.servers);
     // The hub has the join rules and retries; a worker applies and answers.
-    const asHub: ConnectorConfig = { ...c, join: [], joinRefresh: 0, retry: { count: 0, interval: 0 } };
+    const asHub: ConnectorConfig = { ...c, join: [], joinRefresh: 0, retry: { count: 0, interval: 0, failedWhenReachable: false, probeEvery: 0 } };
     target = await openTarget(asHub, config.baseDir, undefined, wlog);
     const worker = new Worker(config.worker.id, c, target, nc, prefix, (op) => openForWorker(op, keyring, c.name), wlog);
     await worker.listen(options.servers);

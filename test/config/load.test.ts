@@ -58,7 +58,7 @@ test('defaults are applied and durations compiled to milliseconds', async () => 
   assert.equal(config.hub.keepFailedFor, 72 * 3_600_000);
   assert.equal(config.hub.maxMessageBytes, 4 * 1024 * 1024);
   const c = config.connectors[0]!;
-  assert.deepEqual(c.retry, { count: 10, interval: 60_000 });
+  assert.deepEqual(c.retry, { count: 10, interval: 60_000, failedWhenReachable: false, probeEvery: 60_000 });
   assert.equal(c.enabled, true);
   assert.equal(c.concurrency, 4);
   assert.equal(c.timeout, 30_000);
@@ -142,5 +142,5 @@ test('configLocation names where a setting of a loaded configuration is written'
 test('connectors may share settings through a YAML merge key', async () => {
   const yaml = `${HUB_HEAD}${csvConnector('hr')}    retry: &retry\n      count: 3\n      interval: 5m\n${csvConnector('payroll')}    retry:\n      <<: *retry\n      count: 7\n`;
   const config = await loadHubConfig(write(dir, 'merge.yaml', yaml), { checkFiles: false });
-  assert.deepEqual(config.connectors.map((c) => c.retry), [{ count: 3, interval: 300_000 }, { count: 7, interval: 300_000 }]);
+  assert.deepEqual(config.connectors.map((c) => c.retry), [{ count: 3, interval: 300_000, failedWhenReachable: false, probeEvery: 60_000 }, { count: 7, interval: 300_000, failedWhenReachable: false, probeEvery: 60_000 }]);
 });
