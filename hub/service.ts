@@ -11,7 +11,7 @@ import { natsBrokerOptions } from '../config/broker.ts';
 import type { HubConfig } from '../config/schema.ts';
 import { createHubServer } from '../proto/channel.ts';
 import { purgeOperations } from './admin.ts';
-import { hubAuthenticator } from './authentication.ts';
+import { authenticatesCallers, hubAuthenticator, warnUnauthenticated } from './authentication.ts';
 import { startDomainSide, type DomainSide } from './dc-side.ts';
 import { ackWaitOf, ConnectorWorker } from './dispatcher.ts';
 import { Ingest } from './ingest.ts';
@@ -129,6 +129,7 @@ export async function startHub(config: HubConfigFile, log: Logger): Promise<Runn
       listen: config.hub.listen,
       tlsCert: readFileSync(config.hub.tls.cert),
       tlsKey: readFileSync(config.hub.tls.key),
+      ...(config.hub.tls.clientCa ? { clientCa: readFileSync(config.hub.tls.clientCa) } : {}),
       maxMessageBytes: config.hub.maxMessageBytes,
       auth: await hubAuthenticator(config, log, dcs.lookupSpn),
       hubId: config.hub.id,
@@ -146,6 +147,7 @@ export async function startHub(config: HubConfigFile, log: Logger): Promise<Runn
         .catch((e: unknown) => log.warn({ err: describeError(e) }, 'purging old operations failed'));
     };
     purge = setInterval(runPurge, 3_600_000).unref();
+    if (!authenticatesCallers(config)) timers.push(setInterval(() => warnUnauthenticated(config, log), 3_600_000).unref());
     // Rebuild join indexes in the background too, so the first change after an edit finds them ready.
     for (const t of targets) {
       timers.push(setInterval(() => {

@@ -204,9 +204,11 @@ function isRsa(pem: Buffer): boolean {
 
 function grpcChannel(t: TargetConfig, kerberos: NotifierConfig['notifier']['kerberos']): HubChannel {
   const ca = readTargetFile(t, 'tls.ca', t.tls.ca);
+  const own = t.tls.cert && t.tls.key ? { cert: readTargetFile(t, 'tls.cert', t.tls.cert), key: readTargetFile(t, 'tls.key', t.tls.key) } : undefined;
   const client = (address: string) => createSubmitClient({
     address, ca,
     ...(t.tls.serverName ? { serverName: t.tls.serverName } : {}),
+    ...(own ? { clientCertificate: own } : {}),
     auth: targetAuthenticator(t, kerberos, address),
     timeoutMs: t.timeout,
   });

@@ -71,7 +71,7 @@ test('a principal of another realm, or not a machine account, is refused without
 });
 
 test('the directory\'s entry decides: writable DC yes; RODC only when allowed; other computers, users and disabled DCs no', () => {
-  const ctx = { principal: 'DC1$@PWSYNC.TEST', sam: 'DC1$', domain: domain(), directory: 'ldaps://test' };
+  const ctx = { principal: 'DC1$@PWSYNC.TEST', account: 'DC1$', domain: domain(), directory: 'ldaps://test' };
   assert.deepEqual(classifyDc(DC1, ctx), { ok: true, readOnly: false, dn: DC1.dn });
   const rodc = classifyDc(RODC, { ...ctx, principal: 'RODC1$@PWSYNC.TEST' });
   assert.ok(!rodc.ok && /read-only domain controller.*allowReadOnlyDCs: true/.test(rodc.reason));
