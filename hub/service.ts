@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import type { Broker } from '../core/broker.ts';
 import { openSqliteBroker } from '../core/broker-sqlite.ts';
 import { keyringOf, privateRecipientFromPem, testPrivateRecipientFromPem, testSuitesEnabled, TEST_SUITES_ENV, type Keyring } from '../core/envelope.ts';
+import { watchCertificateExpiry } from '../core/cert-expiry.ts';
 import { describeError, PwsyncError, UsageError } from '../core/errors.ts';
 import { EVENTS } from '../core/events.ts';
 import { natsBrokerOptions } from '../config/broker.ts';
@@ -89,9 +90,11 @@ export async function startHub(config: HubConfigFile, log: Logger): Promise<Runn
   const timers: NodeJS.Timeout[] = [];
   let domainSide: DomainSide | undefined; // DC check, DC registry, reports (issue 4, part 3)
   let stopHeartbeats: (() => void) | undefined;
+  let stopExpiryWatch: (() => void) | undefined;
   const close = async (): Promise<void> => {
     abort.abort();
     stopHeartbeats?.();
+    stopExpiryWatch?.();
     if (purge) clearInterval(purge);
     for (const t of timers) clearInterval(t);
     await server?.close(config.hub.shutdownGrace);
@@ -125,11 +128,12 @@ export async function startHub(config: HubConfigFile, log: Logger): Promise<Runn
     }
     const dcs = domainSide = await startDomainSide(config, broker, log);
     const ingest = new Ingest(broker, keyring, config.domains, dcs.authorizer, log.child({ component: 'ingest' }));
+    const clientCa = config.hub.tls.clientCa ? readFileSync(config.hub.tls.clientCa) : undefined;
     server = await createHubServer({
       listen: config.hub.listen,
       tlsCert: readFileSync(config.hub.tls.cert),
       tlsKey: readFileSync(config.hub.tls.key),
-      ...(config.hub.tls.clientCa ? { clientCa: readFileSync(config.hub.tls.clientCa) } : {}),
+      ...(clientCa ? { clientCa } : {}),
       maxMessageBytes: config.hub.maxMessageBytes,
       auth: await hubAuthenticator(config, log, dcs.lookupSpn),
       hubId: config.hub.id,
@@ -148,6 +152,7 @@ export async function startHub(config: HubConfigFile, log: Logger): Promise<Runn
     };
     purge = setInterval(runPurge, 3_600_000).unref();
     if (!authenticatesCallers(config)) timers.push(setInterval(() => warnUnauthenticated(config, log), 3_600_000).unref());
+    if (clientCa) stopExpiryWatch = watchCertificateExpiry(log, [{ setting: 'hub.tls.clientCa', file: config.hub.tls.clientCa!, pem: clientCa }]);
     // Rebuild join indexes in the background too, so the first change after an edit finds them ready.
     for (const t of targets) {
       timers.push(setInterval(() => {

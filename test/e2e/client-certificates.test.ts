@@ -157,6 +157,7 @@ test('a certificate from the hub\'s client CA naming a DC: heard, and the caller
   assert.ok(lines.some((l) => l['msg'] === 'notifiers are authenticated by TLS client certificates'));
   assert.ok(lines.some((l) => l['msg'] === 'caller authenticated by its client certificate' && l['principal'] === 'dc1.corp.example.com'));
   assert.ok(!lines.some((l) => l['eventId'] === 6952), 'no warning: every caller is authenticated');
+  assert.ok(!lines.some((l) => l['eventId'] === 6978), 'the client CA has years to run');
   const dcs = spawnPwsync(['status', '--config', lab.hubConfig, '--dcs']);
   assert.equal(await dcs.exited, 0, dcs.stderr());
   assert.match(dcs.stdout(), /corp\.example\.com\s+dc1\.corp\.example\.com\s+dc1\.corp\.example\.com/);
@@ -175,6 +176,7 @@ test('another CA\'s certificate, none, an expired one, a workstation\'s: each re
   from = await notifierWith(await certificate('expired', 'dc1.corp.example.com', { validity: { from: new Date(Date.now() - 30 * DAY), to: new Date(Date.now() - DAY) } }));
   await hook('dave');
   await logged(lab.notifierLog, from, 6977, 'error', /it has expired; renew it with `pwsync tls client .*--force/);
+  await logged(lab.notifierLog, from, 6978, 'setting', /^targets\[lab-hub\]\.tls\.cert$/);
 
   // A valid certificate from the right CA, for a host that is a computer of the domain but no DC.
   const hubFrom = sizeOf(lab.hubLog);
