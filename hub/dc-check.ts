@@ -72,8 +72,11 @@ export function machineAccountOf(principal: string, domain: Pick<DomainConfig, '
 
 /** Decides from the directory's entry (or its absence) whether the account is a DC the domain accepts. */
 export function classifyDc(entry: LdapEntry | undefined, ctx: {
+  principal: string;
   /** How the account was looked for, for the message: `DC1$`, or `with dNSHostName dc1.example.com`. */
-  principal: string; account: string; domain: Pick<DomainConfig, 'name' | 'allowReadOnlyDCs' | 'directory'>; directory: string;
+  account: string;
+  domain: Pick<DomainConfig, 'name' | 'allowReadOnlyDCs' | 'directory'>;
+  directory: string;
 }): DcVerdict {
   const { principal, account, domain } = ctx;
   const base = domainBase(domain);

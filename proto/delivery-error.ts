@@ -109,9 +109,9 @@ export function deliveryErrorOf(err: grpc.ServiceError, t: DeliveryTarget): Deli
   const code = (grpc.status[err.code] ?? 'UNKNOWN') as DeliveryCode;
   const details = err.details || err.message;
   const at = `the hub at ${t.address}`;
-  let message: string;
   const refused = code === 'UNAVAILABLE' ? clientCertificateRefusal(details, t) : undefined;
   if (refused) return new DeliveryError(code, refused, { cause: err, eventId: 6977 });
+  let message: string;
   switch (code) {
     case 'UNAVAILABLE': message = unavailable(details, t); break;
     case 'DEADLINE_EXCEEDED': message = `${at} did not answer within ${t.timeoutMs} ms (targets[].timeout); nothing in the batch is taken as delivered`; break;
