@@ -5,7 +5,7 @@ import * as grpc from '@grpc/grpc-js';
 import pino from 'pino';
 import { generateTlsMaterial, issueClientCertificate, type TlsMaterial } from '../../core/tls-gen.ts';
 import {
-  certificateAndKerberosServer, certificateServer, createHubServer, createSubmitClient, dcNameOf, DeliveryError, tlsOnlyClient,
+  certificateAndKerberosServer, certificateServer, createFailoverClient, createHubServer, createSubmitClient, dcNameOf, DeliveryError, tlsOnlyClient, tlsOnlyServer,
   type CallerIdentity, type ServerAuthenticator, type SubmitClientOptions,
 } from '../../proto/channel.ts';
 
@@ -114,14 +114,19 @@ test('no certificate, a foreign CA\'s, an expired one, or the hub\'s own server 
   assert.throws(() => client(address, { certPem: old.certPem, keyPem: foreign.keyPem }), /client certificate and key cannot be used together \(targets\[\]\.tls\.cert, targets\[\]\.tls\.key\)/);
 });
 
-test('a hub without a client CA ignores a notifier\'s certificate: it is heard as before', async () => {
-  const server = await createHubServer({
-    listen: '127.0.0.1:0', tlsCert: Buffer.from(tls.certPem), tlsKey: Buffer.from(tls.keyPem), maxMessageBytes: 64 * 1024,
-    auth: certificateServer({ log: pino({ level: 'silent' }) }), hubId: 'hub-test', submit: async () => [],
-  });
-  open.push(server);
-  const e = await refusal(client(`127.0.0.1:${server.port}`, await issue(tls, 'dc1.corp.example.com')).ping());
-  // The certificate authenticator without a client CA finds no verified certificate: a set-up error, said as such.
+test('a hub without a client CA asks for no certificate: a notifier that has one is heard by TLS alone; the certificate authenticator there refuses', async () => {
+  const plain = async (auth: ServerAuthenticator): Promise<string> => {
+    const server = await createHubServer({
+      listen: '127.0.0.1:0', tlsCert: Buffer.from(tls.certPem), tlsKey: Buffer.from(tls.keyPem), maxMessageBytes: 64 * 1024,
+      auth, hubId: 'hub-test', submit: async () => [],
+    });
+    open.push(server);
+    return `127.0.0.1:${server.port}`;
+  };
+  const own = await issue(tls, 'dc1.corp.example.com');
+  assert.equal((await client(await plain(tlsOnlyServer()), own).ping()).hubId, 'hub-test');
+  const e = await refusal(client(await plain(certificateServer({ log: pino({ level: 'silent' }) })), own).ping());
+  // Without a client CA the handshake verified no certificate: a set-up error, said as such.
   assert.equal(e.code, 'UNAUTHENTICATED');
   assert.match(e.message, /presented no verified TLS client certificate: the hub requires one from hub\.tls\.clientCa/);
 });
@@ -171,4 +176,16 @@ test('certificate and Kerberos together: both required, the caller named by Kerb
   assert.equal(noCertificate.eventId, 6977);
   assert.equal(callers.length, 1);
   assert.ok(!lines.some((l) => l['eventId'] === 6977), 'a handshake refusal never reaches the authenticator');
+});
+
+test('failover: hubs that all refuse the certificate in the handshake are tried in turn, and the failure is still told as 6977', async () => {
+  const { log } = logged();
+  const a = await hub(certificateServer({ log }));
+  const b = await hub(certificateServer({ log }));
+  const own = await issue(foreign, 'dc1.corp.example.com');
+  const f = createFailoverClient([a.address, b.address].map((address) => ({ address, client: client(address, own) })));
+  const e = await refusal(f.submit({ changes: [change] }));
+  assert.equal(e.eventId, 6977);
+  assert.equal(e.retryable, true);
+  assert.match(e.message, /none of the target's 2 hubs could be reached .*must be issued by the CA the hub names in hub\.tls\.clientCa.*; 127\.0\.0\.1:\d+: the hub at .*must be issued by the CA/);
 });
