@@ -74,6 +74,8 @@ export interface LabOptions {
   hubConnectors?: Array<Record<string, unknown>>;
   /** The hub's `broker:` section as given (NATS JetStream); the embedded broker when unset. */
   broker?: Record<string, unknown>;
+  /** TLS client certificates (absolute paths): hub.tls.clientCa at the hub, targets[].tls.cert and key at the notifier. */
+  clientCertificates?: { clientCa?: string; cert?: string; key?: string };
 }
 
 export interface Service {
@@ -150,6 +152,7 @@ export class Lab {
     writeFileSync(path.join(root, 'keys', 'hub.pub'), keys.publicPem);
     const tls = await generateTlsMaterial({ hosts: ['127.0.0.1', 'localhost', '::1'] });
     writeFileSync(path.join(root, 'tls', 'ca.pem'), tls.caCertPem);
+    writeFileSync(path.join(root, 'tls', 'ca.key'), tls.caKeyPem, { mode: 0o600 });
     writeFileSync(path.join(root, 'tls', 'hub.crt'), tls.certPem);
     writeFileSync(path.join(root, 'tls', 'hub.key'), tls.keyPem, { mode: 0o600 });
     for (const c of this.options.connectors) writeFileSync(path.join(root, 'targets', c.file), c.content);
@@ -167,7 +170,8 @@ export class Lab {
     const k = o.kerberos;
     const hub = {
       hub: {
-        id: 'lab-hub', listen, tls: { cert: 'tls/hub.crt', key: 'tls/hub.key' }, keys: ['keys/hub.key'],
+        id: 'lab-hub', listen, keys: ['keys/hub.key'],
+        tls: { cert: 'tls/hub.crt', key: 'tls/hub.key', ...(o.clientCertificates?.clientCa ? { clientCa: o.clientCertificates.clientCa } : {}) },
         dataDir: 'hub-data', log: { level: o.logLevel ?? 'info', file: 'logs/hub.log' }, shutdownGrace: '5s',
         ...(k?.hub ? { kerberos: k.hub } : {}),
       },
@@ -213,7 +217,12 @@ export class Lab {
       },
       targets: targets.map((t) => ({
         name: t.name, enabled: t.enabled ?? true, address: `127.0.0.1:${listen.split(':')[1]}`,
-        tls: { ca: 'tls/ca.pem' }, publicKey: 'keys/hub.pub',
+        tls: {
+          ca: 'tls/ca.pem',
+          ...(o.clientCertificates?.cert ? { cert: o.clientCertificates.cert } : {}),
+          ...(o.clientCertificates?.key ? { key: o.clientCertificates.key } : {}),
+        },
+        publicKey: 'keys/hub.pub',
         retryInterval: t.retryInterval ?? '200ms', maxRetryInterval: '2s', batchSize: 100, timeout: '10s',
         ...(k?.service ? { kerberos: { service: k.service } } : {}),
         ...(t.scope ? { scope: t.scope } : {}),

@@ -1,9 +1,9 @@
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
-import { UsageError } from '../core/errors.ts';
+import { describeError, UsageError } from '../core/errors.ts';
 import { writeKeyFile } from '../core/keys.ts';
-import { generateTlsMaterial } from '../core/tls-gen.ts';
+import { generateTlsMaterial, issueClientCertificate } from '../core/tls-gen.ts';
 
 function collect(value: string, previous: string[] | undefined): string[] {
   return [...(previous ?? []), value];
@@ -14,32 +14,79 @@ function print(cmd: Command, text: string): void {
   (cmd.configureOutput().writeOut ?? ((s: string) => process.stdout.write(s)))(text);
 }
 
-/** `pwsync tls`: TLS material for a hub's gRPC listener, signed by a private CA made on the spot. */
+function daysOf(text: string): number {
+  const days = Number(text);
+  if (!Number.isInteger(days) || days < 1) throw new UsageError(`--days must be a positive whole number, not "${text}"`);
+  return days;
+}
+
+function readCaFile(file: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new UsageError(`cannot read ${file} (${describeError(e)}): --ca-dir must be the folder \`pwsync tls generate\` wrote (ca.pem and ca.key)`);
+  }
+}
+
+/** `pwsync tls`: TLS material for a hub's gRPC listener and its notifiers, from one private CA. */
 export function register(program: Command): void {
-  const tls = program.command('tls').description('TLS material for the hub\'s gRPC listener.');
+  const tls = program.command('tls').description('TLS material for the hub\'s gRPC listener and the notifiers\' client certificates.');
 
   tls.command('generate')
-    .description('Write ca.pem, hub.crt and hub.key (mode 0600): a new private CA and a hub certificate it signed.')
+    .description('Write ca.pem, ca.key (mode 0600), hub.crt and hub.key (mode 0600): a new private CA and a hub certificate it signed.')
     .requiredOption('--out <dir>', 'the folder to write into (created when missing)')
     .requiredOption('--host <host>', 'a DNS name or IP address notifiers use to reach the hub (repeat for more)', collect)
     .option('--days <n>', 'how long the certificates are valid', '825')
     .option('--force', 'replace existing files', false)
     .action(async (opts: { out: string; host: string[]; days: string; force: boolean }, cmd: Command) => {
-      const days = Number(opts.days);
-      if (!Number.isInteger(days) || days < 1) throw new UsageError(`--days must be a positive whole number, not "${opts.days}"`);
+      const days = daysOf(opts.days);
       const material = await generateTlsMaterial({ hosts: opts.host, days });
       mkdirSync(opts.out, { recursive: true, mode: 0o700 });
       const ca = join(opts.out, 'ca.pem');
+      const caKey = join(opts.out, 'ca.key');
       const cert = join(opts.out, 'hub.crt');
       const key = join(opts.out, 'hub.key');
-      // The key first: if it exists and --force is absent, nothing is written at all.
+      // The keys first: if one exists and --force is absent, nothing is written at all.
       writeKeyFile(key, material.keyPem, { mode: 0o600, force: opts.force });
+      writeKeyFile(caKey, material.caKeyPem, { mode: 0o600, force: opts.force });
       writeKeyFile(cert, material.certPem, { mode: 0o644, force: true });
       writeKeyFile(ca, material.caCertPem, { mode: 0o644, force: true });
       print(cmd, [
         `hub certificate for ${opts.host.join(', ')}, valid ${days} days`,
         `  ${cert} and ${key}: hub.tls.cert and hub.tls.key in the hub YAML`,
-        `  ${ca}: targets[].tls.ca in each notifier's YAML (the CA key was not kept; generate again to reissue)`,
+        `  ${ca}: targets[].tls.ca in each notifier's YAML, and hub.tls.clientCa to require DC client certificates`,
+        `  ${caKey}: issues client certificates (\`pwsync tls client --ca-dir ${opts.out} --dc HOST\`); keep it off the hub, with the admin`,
+        '',
+      ].join('\n'));
+    });
+
+  tls.command('client')
+    .description('Write DC.crt and DC.key (mode 0600): a domain controller\'s client certificate, issued by the CA of `tls generate`. Run again with --force to renew.')
+    .requiredOption('--ca-dir <dir>', 'the folder `pwsync tls generate` wrote (ca.pem and ca.key)')
+    .requiredOption('--dc <host>', 'the DC\'s DNS name (its dNSHostName), e.g. dc1.corp.example.com')
+    .requiredOption('--out <dir>', 'the folder to write into (created when missing)')
+    .option('--days <n>', 'how long the certificate is valid', '825')
+    .option('--force', 'replace existing files (renewal)', false)
+    .action(async (opts: { caDir: string; dc: string; out: string; days: string; force: boolean }, cmd: Command) => {
+      const days = daysOf(opts.days);
+      const caCertPem = readCaFile(join(opts.caDir, 'ca.pem'));
+      const caKeyPem = readCaFile(join(opts.caDir, 'ca.key'));
+      let issued: { certPem: string; keyPem: string };
+      try {
+        issued = await issueClientCertificate({ caCertPem, caKeyPem, dc: opts.dc, days });
+      } catch (e) {
+        throw new UsageError(describeError(e), { cause: e });
+      }
+      const dc = opts.dc.trim().toLowerCase();
+      mkdirSync(opts.out, { recursive: true, mode: 0o700 });
+      const cert = join(opts.out, `${dc}.crt`);
+      const key = join(opts.out, `${dc}.key`);
+      writeKeyFile(key, issued.keyPem, { mode: 0o600, force: opts.force });
+      writeKeyFile(cert, issued.certPem, { mode: 0o644, force: true });
+      print(cmd, [
+        `client certificate for ${dc}, valid ${days} days`,
+        `  ${cert} and ${key}: targets[].tls.cert and targets[].tls.key in ${dc}'s notifier YAML`,
+        `  the hub accepts it with hub.tls.clientCa: ${join(opts.caDir, 'ca.pem')}, once ${dc} is a domain controller in the domain's directory`,
         '',
       ].join('\n'));
     });

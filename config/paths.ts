@@ -45,6 +45,7 @@ export function resolveHubPaths(config: Obj, baseDir: string): FileSetting[] {
   const tls = obj(hub?.['tls']);
   abs(tls, 'cert', ['hub', 'tls', 'cert'], true, false);
   abs(tls, 'key', ['hub', 'tls', 'key'], true, true);
+  abs(tls, 'clientCa', ['hub', 'tls', 'clientCa'], true, false);
   settings.push(...privateKeys(hub, 'hub', baseDir));
   abs(hub, 'dataDir', ['hub', 'dataDir'], false, false);
   abs(obj(hub?.['log']), 'file', ['hub', 'log', 'file'], false, false);
@@ -138,7 +139,10 @@ export function resolveNotifierPaths(config: Obj, baseDir: string): FileSetting[
   const targets = config['targets'];
   if (Array.isArray(targets)) {
     targets.forEach((t, i) => {
-      abs(obj(obj(t)?.['tls']), 'ca', ['targets', i, 'tls', 'ca'], true);
+      const tls = obj(obj(t)?.['tls']);
+      abs(tls, 'ca', ['targets', i, 'tls', 'ca'], true);
+      abs(tls, 'cert', ['targets', i, 'tls', 'cert'], true);
+      abs(tls, 'key', ['targets', i, 'tls', 'key'], true, true);
       abs(obj(t), 'publicKey', ['targets', i, 'publicKey'], true);
     });
   }

@@ -130,6 +130,9 @@ const BrokerSchema = Type.Object({
 }, { additionalProperties: false, default: {} });
 export type BrokerConfig = StaticDecode<typeof BrokerSchema>;
 
+/** The words that let a hub beyond loopback hear callers it cannot authenticate: meant to be impossible to write by accident. */
+export const UNAUTHENTICATED_CALLERS = 'I-understand-anyone-who-reaches-this-port-can-set-passwords';
+
 export const HubSchema = Type.Object({
   hub: Type.Object({
     id: Name('This hub\'s name in logs and status.'),
@@ -137,6 +140,7 @@ export const HubSchema = Type.Object({
     tls: Type.Object({
       cert: Path('The hub\'s TLS certificate (PEM).'),
       key: Path('The hub\'s TLS private key (PEM).'),
+      clientCa: Type.Optional(Path('The CA that issues the domain controllers\' client certificates (the ca.pem of `pwsync tls generate`, which `pwsync tls client` issues from). When set, a caller without a certificate from this CA is refused in the TLS handshake, and the DC name in the certificate must be a domain controller of the domain it reports.')),
     }, { additionalProperties: false }),
     keys: Type.Array(Path('A P-256 private key (PEM) that opens sealed passwords.'), {
       minItems: 1, description: 'The current key first, then retired ones still accepted while queues drain.',
@@ -153,7 +157,10 @@ export const HubSchema = Type.Object({
       service: GssService('The hub\'s own service name; notifiers must ask for the same.'),
       replayCache: Path('The Kerberos replay cache file; every hub accepting for this SPN must share it (KRB5RCACHENAME=file2:PATH).'),
       krb5Config: Type.Optional(Path('A krb5.conf to use instead of /etc/krb5.conf.')),
-    }, { additionalProperties: false, description: 'Kerberos mutual authentication of notifiers. Without it callers are authenticated by TLS alone (event 6952 at start).' })),
+    }, { additionalProperties: false, description: 'Kerberos mutual authentication of notifiers. With hub.tls.clientCa too, a caller needs both, and the DC check is made on its Kerberos principal.' })),
+    unauthenticatedCallers: Type.Optional(Type.Literal(UNAUTHENTICATED_CALLERS, {
+      description: `Without hub.kerberos and hub.tls.clientCa, a hub that listens beyond loopback refuses to start unless this says ${UNAUTHENTICATED_CALLERS}: anyone who reaches the port and trusts the hub's CA can then set any password of a served domain (event 6952 at start and every hour).`,
+    })),
   }, { additionalProperties: false }),
   domains: Type.Array(Type.Object({
     name: Type.String({ minLength: 1, description: 'The DNS name of a domain whose changes this hub accepts.' }),
@@ -239,6 +246,8 @@ export const NotifierSchema = Type.Object({
     tls: Type.Object({
       ca: Path('The CA that signed the hub\'s certificate (PEM); always verified.'),
       serverName: Type.Optional(Type.String({ minLength: 1, description: 'The name to verify in the hub\'s certificate when it differs from the address host.' })),
+      cert: Type.Optional(Path('This DC\'s client certificate (PEM, from `pwsync tls client --dc HOST`), for a hub that sets hub.tls.clientCa.')),
+      key: Type.Optional(Path('The client certificate\'s private key (PEM, mode 0600).')),
     }, { additionalProperties: false }),
     publicKey: Path('The hub\'s P-256 public key (PEM): passwords are sealed for it.'),
     retryInterval: Duration('60s', 'First wait after a failed delivery; doubled on each further failure (PCNS: 60s, 10s–3600s).'),

@@ -2,7 +2,7 @@ import path from 'node:path';
 import { controlCharacterIn } from '../core/identifiers.ts';
 import { allowedCharactersPattern } from '../core/policy.ts';
 import { isWindowsPipe } from './paths.ts';
-import { parseDuration } from './schema.ts';
+import { parseDuration, UNAUTHENTICATED_CALLERS } from './schema.ts';
 import { pathText, type ConfigIssue, type ConfigPath } from './issues.ts';
 import type { YamlSource } from './source.ts';
 
@@ -26,15 +26,48 @@ export function hubSemanticIssues(src: YamlSource, config: unknown, baseDir: str
   asArray(root?.['domains']).forEach((d, i) => {
     issues.push(...ldapUrlIssues(src, asRecord(asRecord(d)?.['directory']), ['domains', i, 'directory'], 'a directory is always reached over an encrypted connection'));
   });
-  // With Kerberos, a caller is heard only once the DC check over that domain's directory passed.
-  if (asRecord(asRecord(root?.['hub'])?.['kerberos'])) {
-    asArray(root?.['domains']).forEach((d, i) => {
+  issues.push(...callerIssues(src, asRecord(root?.['hub']), asArray(root?.['domains'])));
+  return issues;
+}
+
+/** Whether a hub.listen (host:port) accepts connections from this machine only: 127.0.0.0/8, ::1, localhost. */
+export function isLoopbackListen(listen: string): boolean {
+  const host = /^\[([^\]]+)\]:\d+$/.exec(listen)?.[1] ?? /^([^:]+):\d+$/.exec(listen)?.[1] ?? '';
+  return /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host) || /^(0{0,4}:){2,7}0{0,3}1$/.test(host) || host.toLowerCase() === 'localhost';
+}
+
+/**
+ * Who may call the hub. A caller is authenticated by Kerberos, by a client certificate from
+ * hub.tls.clientCa, or both; either way it is heard only once the DC check over that domain's
+ * directory passed. With neither, the hub hears anyone who reaches its port: allowed on loopback
+ * (the demo) or when hub.unauthenticatedCallers says so in words.
+ */
+function callerIssues(src: YamlSource, hub: Record<string, unknown> | undefined, domains: unknown[]): ConfigIssue[] {
+  if (!hub) return [];
+  const issues: ConfigIssue[] = [];
+  const kerberos = asRecord(hub['kerberos']) !== undefined;
+  const certificates = typeof asRecord(hub['tls'])?.['clientCa'] === 'string';
+  const listen = typeof hub['listen'] === 'string' ? hub['listen'] : '127.0.0.1:7443';
+  if (kerberos || certificates) {
+    const by = kerberos && certificates ? 'hub.kerberos and hub.tls.clientCa are' : kerberos ? 'hub.kerberos is' : 'hub.tls.clientCa is';
+    domains.forEach((d, i) => {
       if (asRecord(asRecord(d)?.['directory'])) return;
       const at: ConfigPath = ['domains', i];
-      issues.push(src.issue(src.keyAt(at), at, `hub.kerberos is set, but domain ${String(asRecord(d)?.['name'] ?? i)} has no directory: no DC of it could be checked, so all its notifiers would be refused`,
+      issues.push(src.issue(src.keyAt(at), at, `${by} set, but domain ${String(asRecord(d)?.['name'] ?? i)} has no directory: no DC of it could be checked, so all its notifiers would be refused`,
         'add directory: (an LDAPS URL of that domain, its CA and a read-only account) so the hub can check that callers are its domain controllers'));
     });
+    if (hub['unauthenticatedCallers'] !== undefined) {
+      const at: ConfigPath = ['hub', 'unauthenticatedCallers'];
+      issues.push(src.issue(src.keyAt(at), at, `hub.unauthenticatedCallers is set, but ${by} set, so every caller is authenticated`, 'remove hub.unauthenticatedCallers'));
+    }
+    return issues;
   }
+  if (isLoopbackListen(listen) || hub['unauthenticatedCallers'] === UNAUTHENTICATED_CALLERS) return issues;
+  const at: ConfigPath = src.nodeAt(['hub', 'listen']) ? ['hub', 'listen'] : ['hub'];
+  issues.push(src.issue(at.length > 1 ? src.valueAt(at) : src.keyAt(at), at,
+    `the hub listens on ${listen}, beyond loopback, and authenticates no caller (no hub.kerberos, no hub.tls.clientCa): anyone who reaches the port and trusts the hub's CA could set any password of the served domains`,
+    'authenticate the domain controllers: set hub.tls.clientCa (client certificates from `pwsync tls client --dc HOST`) or hub.kerberos (keytab, service, replayCache); '
+    + `or listen on 127.0.0.1 only; or, knowingly, set hub.unauthenticatedCallers: ${UNAUTHENTICATED_CALLERS}`));
   return issues;
 }
 
@@ -146,6 +179,14 @@ export function notifierSemanticIssues(src: YamlSource, config: unknown): Config
   issues.push(...kerberosIssues(src, asRecord(root?.['notifier'])?.['kerberos'], targets));
   issues.push(...hookModeIssues(src, asRecord(asRecord(root?.['notifier'])?.['hook'])));
   issues.push(...ldapUrlIssues(src, asRecord(asRecord(root?.['notifier'])?.['directory']), ['notifier', 'directory'], 'a directory is always reached over an encrypted connection'));
+  targets.forEach((t, i) => {
+    const tls = asRecord(asRecord(t)?.['tls']);
+    if (!tls || (tls['cert'] === undefined) === (tls['key'] === undefined)) return;
+    const has = tls['cert'] !== undefined ? 'cert' : 'key';
+    const at: ConfigPath = ['targets', i, 'tls', has];
+    issues.push(src.issue(src.keyAt(at), at, `targets[].tls.${has} is set without targets[].tls.${has === 'cert' ? 'key' : 'cert'}`,
+      'give both this DC\'s client certificate and its key (`pwsync tls client --dc HOST` writes them), or neither'));
+  });
   if (!asRecord(asRecord(root?.['notifier'])?.['directory'])) {
     targets.forEach((t, i) => {
       if (!asRecord(asRecord(t)?.['scope'])) return;

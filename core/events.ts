@@ -105,8 +105,8 @@ export const EVENTS = {
   },
   6952: {
     severity: 'warning', retryable: false,
-    text: 'the hub accepts notifiers authenticated by TLS alone: any caller that trusts the hub\'s CA can submit changes',
-    fix: 'set hub.kerberos (keytab, service, replayCache) and a directory for each domain so that only domain controllers are heard',
+    text: 'the hub authenticates no caller (no hub.kerberos, no hub.tls.clientCa): anyone who reaches its port and trusts its CA can set passwords',
+    fix: 'set hub.tls.clientCa (client certificates from `pwsync tls client`) or hub.kerberos, and a directory for each domain, so that only domain controllers are heard; allowed without them only on loopback or with hub.unauthenticatedCallers',
   },
   6953: {
     severity: 'error', retryable: false,
@@ -227,6 +227,16 @@ export const EVENTS = {
     severity: 'info', retryable: false,
     text: 'a failed set-operation was re-queued automatically: its connector answered again (retry.failedWhenReachable)',
     fix: 'nothing to do: the target is back and the operation is applied again',
+  },
+  6977: {
+    severity: 'error', retryable: true,
+    text: 'a caller\'s TLS client certificate was refused: not from the hub\'s client CA, expired, absent, or naming no one domain controller',
+    fix: 'issue the DC its certificate from the CA in hub.tls.clientCa (`pwsync tls client --ca-dir DIR --dc HOST --out DIR`) and set targets[].tls.cert and key; the change stays queued at the notifier',
+  },
+  6978: {
+    severity: 'warning', retryable: false,
+    text: 'a TLS certificate that callers are authenticated with (a DC\'s client certificate, or the hub\'s client CA) expires soon or has expired',
+    fix: 'renew a DC\'s certificate with `pwsync tls client --ca-dir DIR --dc HOST --out DIR --force` and restart its notifier; a client CA near its end: `pwsync tls generate` a new one and issue every DC a certificate from it',
   },
 } as const satisfies Record<number, EventDef>;
 

@@ -3,14 +3,16 @@ import 'reflect-metadata';
 import { randomBytes, webcrypto } from 'node:crypto';
 import { isIP } from 'node:net';
 import * as x509 from '@peculiar/x509';
+import { isDcName } from './dc-name.ts';
 
 /**
  * TLS material for a hub: a private CA and a server certificate it signed, ECDSA P-256. The CA's
- * private key is not returned (nor kept): nothing can be issued under this CA later, so there is
- * no CA key to guard. Reissuing means generating again and giving notifiers the new ca.pem.
+ * private key comes back too, so that the same CA can later issue each domain controller's client
+ * certificate (`issueClientCertificate`): whoever holds it can make a notifier the hub believes.
  */
 export interface TlsMaterial {
   caCertPem: string;
+  caKeyPem: string;
   certPem: string;
   keyPem: string;
 }
@@ -74,10 +76,63 @@ export async function generateTlsMaterial(opts: { hosts: string[]; days?: number
     ],
   }, crypto);
 
-  const pkcs8 = Buffer.from(await crypto.subtle.exportKey('pkcs8', hubKeys.privateKey));
-  const keyPem = x509.PemConverter.encode(pkcs8, 'PRIVATE KEY');
+  return {
+    caCertPem: withNewline(ca.toString('pem')), caKeyPem: await privatePem(caKeys.privateKey),
+    certPem: withNewline(cert.toString('pem')), keyPem: await privatePem(hubKeys.privateKey),
+  };
+}
+
+async function privatePem(key: webcrypto.CryptoKey): Promise<string> {
+  const pkcs8 = Buffer.from(await webcrypto.subtle.exportKey('pkcs8', key));
+  const pem = x509.PemConverter.encode(pkcs8, 'PRIVATE KEY');
   pkcs8.fill(0);
-  return { caCertPem: withNewline(ca.toString('pem')), certPem: withNewline(cert.toString('pem')), keyPem: withNewline(keyPem) };
+  return withNewline(pem);
+}
+
+/**
+ * A domain controller's client certificate, issued by the CA of `tls generate` (its ca.pem and
+ * ca.key): the DC's DNS name as subjectAltName dNSName and CN, extendedKeyUsage clientAuth only, so
+ * it can neither act as a hub nor as a CA. `validity` overrides the days (a test's expired one).
+ */
+export async function issueClientCertificate(opts: {
+  caCertPem: string; caKeyPem: string; dc: string; days?: number; validity?: { from: Date; to: Date };
+}): Promise<{ certPem: string; keyPem: string }> {
+  const dc = opts.dc.trim().toLowerCase();
+  if (!isDcName(dc)) throw new Error(`"${opts.dc}" is not a domain controller's DNS name (such as dc1.corp.example.com): the hub checks that name in the domain's directory`);
+  const days = opts.days ?? 825;
+  if (!Number.isInteger(days) || days < 1) throw new Error(`days must be a positive whole number, not ${days}`);
+  const crypto = webcrypto;
+  let ca: x509.X509Certificate;
+  let caKey: webcrypto.CryptoKey;
+  try {
+    ca = new x509.X509Certificate(opts.caCertPem);
+    caKey = await crypto.subtle.importKey('pkcs8', x509.PemConverter.decodeFirst(opts.caKeyPem), EC, false, ['sign']);
+  } catch (e) {
+    throw new Error(`the CA certificate and key cannot be read (${e instanceof Error ? e.message : 'unreadable'}): use the ca.pem and ca.key that \`pwsync tls generate\` wrote`, { cause: e });
+  }
+  if (!await matches(ca, caKey)) throw new Error('the CA key does not belong to the CA certificate: use the ca.pem and ca.key written together by `pwsync tls generate`');
+  const keys = await crypto.subtle.generateKey(EC, true, ['sign', 'verify']);
+  const cert = await x509.X509CertificateGenerator.create({
+    serialNumber: serial(), subject: `CN=${dnValue(dc)}`, issuer: ca.subject,
+    notBefore: opts.validity?.from ?? new Date(Date.now() - SKEW_MS), notAfter: opts.validity?.to ?? new Date(Date.now() + days * DAY_MS),
+    publicKey: keys.publicKey, signingKey: caKey, signingAlgorithm: SIGN,
+    extensions: [
+      new x509.BasicConstraintsExtension(false, undefined, true),
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
+      new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.clientAuth]),
+      new x509.SubjectAlternativeNameExtension([{ type: 'dns', value: dc }]),
+      await x509.SubjectKeyIdentifierExtension.create(keys.publicKey, false, crypto),
+      await x509.AuthorityKeyIdentifierExtension.create(ca.publicKey, false, crypto),
+    ],
+  }, crypto);
+  return { certPem: withNewline(cert.toString('pem')), keyPem: await privatePem(keys.privateKey) };
+}
+
+/** Whether `key` is the private half of the CA certificate's public key (a test signature). */
+async function matches(ca: x509.X509Certificate, key: webcrypto.CryptoKey): Promise<boolean> {
+  const data = randomBytes(32);
+  const signature = await webcrypto.subtle.sign(SIGN, key, data);
+  return webcrypto.subtle.verify(SIGN, await ca.publicKey.export(EC, ['verify'], webcrypto), signature, data);
 }
 
 /**
@@ -96,8 +151,5 @@ export async function generateClientIdentity(commonName: string): Promise<{ cert
       new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.clientAuth]),
     ],
   }, crypto);
-  const pkcs8 = Buffer.from(await crypto.subtle.exportKey('pkcs8', keys.privateKey));
-  const keyPem = x509.PemConverter.encode(pkcs8, 'PRIVATE KEY');
-  pkcs8.fill(0);
-  return { certPem: withNewline(cert.toString('pem')), keyPem: withNewline(keyPem) };
+  return { certPem: withNewline(cert.toString('pem')), keyPem: await privatePem(keys.privateKey) };
 }

@@ -12,12 +12,13 @@ import { HubRefusal } from '../proto/refusal.ts';
 import type { DomainAuthorizer } from './ingest.ts';
 
 /**
- * The DC check: a caller authenticated by Kerberos may report for a domain only when its principal
- * is the machine account of a writable domain controller of that domain (NAME$@REALM of the
- * domain's realm; in the directory a computer with SERVER_TRUST_ACCOUNT, primaryGroupID 516, in
- * OU=Domain Controllers). Read-only DCs only when the domain allows them. Answers are cached
+ * The DC check: a caller may report for a domain only when it is a writable domain controller of
+ * that domain: in the directory a computer with SERVER_TRUST_ACCOUNT, primaryGroupID 516, in
+ * OU=Domain Controllers. A Kerberos caller is found by its principal (the machine account NAME$@REALM
+ * of the domain's realm), a caller with a client certificate by the DNS name the certificate holds
+ * (the computer's dNSHostName). Read-only DCs only when the domain allows them. Answers are cached
  * (dcCacheTtl; refusals a shorter time, so a fix is seen soon). A caller authenticated by TLS alone
- * has no principal to check: it is accepted as before, and the hub warned about it at start (6952).
+ * has no name to check: the hub hears it only on loopback or when its YAML says so (6952).
  */
 
 const SERVER_TRUST_ACCOUNT = 0x2000;
@@ -30,6 +31,8 @@ const NEGATIVE_TTL_MS = 60_000;
 const REPEAT_LOG_MS = 60_000;
 
 const DC_ATTRIBUTES = ['objectClass', 'userAccountControl', 'primaryGroupID', 'msDS-isRODC'];
+
+const CERTIFICATE_FIX = 'issue the DC\'s certificate for its dNSHostName (`pwsync tls client --dc HOST`)';
 
 export type DcVerdict = { ok: true; readOnly: boolean; dn: string } | { ok: false; reason: string };
 
@@ -69,15 +72,19 @@ export function machineAccountOf(principal: string, domain: Pick<DomainConfig, '
 
 /** Decides from the directory's entry (or its absence) whether the account is a DC the domain accepts. */
 export function classifyDc(entry: LdapEntry | undefined, ctx: {
-  principal: string; sam: string; domain: Pick<DomainConfig, 'name' | 'allowReadOnlyDCs' | 'directory'>; directory: string;
+  principal: string;
+  /** How the account was looked for, for the message: `DC1$`, or `with dNSHostName dc1.example.com`. */
+  account: string;
+  domain: Pick<DomainConfig, 'name' | 'allowReadOnlyDCs' | 'directory'>;
+  directory: string;
 }): DcVerdict {
-  const { principal, sam, domain } = ctx;
+  const { principal, account, domain } = ctx;
   const base = domainBase(domain);
   const dcOu = `OU=Domain Controllers,${base}`;
   const notDc = (why: string, fix = `only ${domain.name}'s domain controllers may report; run the notifier on a DC (its machine account in ${dcOu})`): DcVerdict => ({
     ok: false, reason: `${principal} is not a writable domain controller of ${domain.name}: ${why}. Fix: ${fix}`,
   });
-  if (!entry) return notDc(`no account ${sam} under ${base} (${ctx.directory})`);
+  if (!entry) return notDc(`no account ${account} under ${base} (${ctx.directory})`);
   const classes = entry.strings('objectClass').map((c) => c.toLowerCase());
   if (!classes.includes('computer')) return notDc(`${entry.dn} is not a computer account`);
   const uac = Number(entry.string('userAccountControl') ?? '0');
@@ -203,7 +210,7 @@ class DcCheck implements DcAuthorizer {
 
   async authorize(caller: CallerIdentity, domain: DomainConfig): Promise<void> {
     if (caller.mechanism === 'tls') return;
-    const verdict = await this.verdict(caller.principal, domain);
+    const verdict = await this.verdict(caller, domain);
     if (verdict.ok) return;
     this.opts.log.error({ eventId: 6953, principal: caller.principal, domain: domain.name, peer: caller.peer, reason: verdict.reason, fix: EVENTS[6953].fix }, EVENTS[6953].text);
     throw new HubRefusal('forbidden', verdict.reason);
@@ -221,13 +228,13 @@ class DcCheck implements DcAuthorizer {
     await Promise.allSettled([...this.directories.values()].map((d) => d.close()));
   }
 
-  private async verdict(principal: string, domain: DomainConfig): Promise<DcVerdict> {
-    const key = `${domain.name.toLowerCase()}\n${principal}`;
+  private async verdict(caller: CallerIdentity, domain: DomainConfig): Promise<DcVerdict> {
+    const key = `${domain.name.toLowerCase()}\n${caller.mechanism}\n${caller.principal}`;
     const hit = this.cache.get(key);
     if (hit && hit.expiresAt > this.now()) return hit.verdict;
     let p = this.inFlight.get(key);
     if (!p) {
-      p = this.lookUp(principal, domain).finally(() => this.inFlight.delete(key));
+      p = this.lookUp(caller, domain).finally(() => this.inFlight.delete(key));
       this.inFlight.set(key, p);
     }
     const verdict = await p;
@@ -237,9 +244,10 @@ class DcCheck implements DcAuthorizer {
     return verdict;
   }
 
-  private async lookUp(principal: string, domain: DomainConfig): Promise<DcVerdict> {
-    const machine = machineAccountOf(principal, domain);
-    if ('reason' in machine) return { ok: false, reason: machine.reason };
+  private async lookUp(caller: CallerIdentity, domain: DomainConfig): Promise<DcVerdict> {
+    const { principal } = caller;
+    const search = this.searchFor(caller, domain);
+    if ('reason' in search) return { ok: false, reason: search.reason };
     const directory = this.directories.get(domain.name.toLowerCase());
     if (!directory) {
       return {
@@ -249,9 +257,7 @@ class DcCheck implements DcAuthorizer {
     }
     let entries: LdapEntry[];
     try {
-      entries = await directory.search(domainBase(domain), {
-        scope: 'sub', filter: `(sAMAccountName=${escapeFilterValue(machine.sam)})`, attributes: DC_ATTRIBUTES, sizeLimit: 2,
-      });
+      entries = await directory.search(domainBase(domain), { scope: 'sub', filter: search.filter, attributes: DC_ATTRIBUTES, sizeLimit: 2 });
     } catch (e) {
       const message = `the hub cannot check whether ${principal} is a domain controller of ${domain.name} now: ${describeError(e)}; the notifier keeps its changes and retries`;
       const last = this.lastWarned.get(domain.name) ?? 0;
@@ -261,6 +267,19 @@ class DcCheck implements DcAuthorizer {
       }
       throw new HubRefusal('unavailable', message, { cause: e });
     }
-    return classifyDc(entries[0], { principal, sam: machine.sam, domain, directory: directory.description });
+    if (entries.length > 1) {
+      return { ok: false, reason: `${principal} is not one domain controller of ${domain.name}: ${entries.map((e) => e.dn).join(' and ')} both match ${search.account}. Fix: ${caller.mechanism === 'certificate' ? CERTIFICATE_FIX : 'remove the duplicate account'}` };
+    }
+    return classifyDc(entries[0], { principal, account: search.account, domain, directory: directory.description });
+  }
+
+  /** The directory filter that finds the caller's computer account, or why no account could be its. */
+  private searchFor(caller: CallerIdentity, domain: DomainConfig): { filter: string; account: string } | { reason: string } {
+    if (caller.mechanism === 'certificate') {
+      return { filter: `(&(objectClass=computer)(dNSHostName=${escapeFilterValue(caller.principal)}))`, account: `with dNSHostName ${caller.principal}` };
+    }
+    const machine = machineAccountOf(caller.principal, domain);
+    if ('reason' in machine) return machine;
+    return { filter: `(sAMAccountName=${escapeFilterValue(machine.sam)})`, account: machine.sam };
   }
 }

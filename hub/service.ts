@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import type { Broker } from '../core/broker.ts';
 import { openSqliteBroker } from '../core/broker-sqlite.ts';
 import { keyringOf, privateRecipientFromPem, testPrivateRecipientFromPem, testSuitesEnabled, TEST_SUITES_ENV, type Keyring } from '../core/envelope.ts';
+import { watchCertificateExpiry } from '../core/cert-expiry.ts';
 import { describeError, PwsyncError, UsageError } from '../core/errors.ts';
 import { EVENTS } from '../core/events.ts';
 import { natsBrokerOptions } from '../config/broker.ts';
@@ -15,7 +16,7 @@ import { AuditTrail } from './audit.ts';
 import { startAutoRetry } from './auto-retry.ts';
 import { lockDataDir } from './data-lock.ts';
 import { recoverStuckOperations } from './recovery.ts';
-import { hubAuthenticator } from './authentication.ts';
+import { authenticatesCallers, hubAuthenticator, warnUnauthenticated } from './authentication.ts';
 import { startDomainSide, type DomainSide } from './dc-side.ts';
 import { ackWaitOf, ConnectorWorker } from './dispatcher.ts';
 import { Ingest } from './ingest.ts';
@@ -133,10 +134,12 @@ export async function startHub(config: HubConfigFile, log: Logger): Promise<Runn
   let domainSide: DomainSide | undefined; // DC check, DC registry, reports (issue 4, part 3)
   let stopHeartbeats: (() => void) | undefined;
   let stopAutoRetry: (() => void) | undefined;
+  let stopExpiryWatch: (() => void) | undefined;
   const close = async (): Promise<void> => {
     abort.abort();
     stopHeartbeats?.();
     stopAutoRetry?.();
+    stopExpiryWatch?.();
     if (purge) clearInterval(purge);
     for (const t of timers) clearInterval(t);
     await server?.close(config.hub.shutdownGrace);
@@ -178,10 +181,12 @@ export async function startHub(config: HubConfigFile, log: Logger): Promise<Runn
     }
     const dcs = domainSide = await startDomainSide(config, broker, log);
     const ingest = new Ingest(broker, keyring, config.domains, dcs.authorizer, log.child({ component: 'ingest' }), config.hub.clockTolerance);
+    const clientCa = config.hub.tls.clientCa ? readFileSync(config.hub.tls.clientCa) : undefined;
     server = await createHubServer({
       listen: config.hub.listen,
       tlsCert: readFileSync(config.hub.tls.cert),
       tlsKey: readFileSync(config.hub.tls.key),
+      ...(clientCa ? { clientCa } : {}),
       maxMessageBytes: config.hub.maxMessageBytes,
       auth: await hubAuthenticator(config, log, dcs.lookupSpn),
       hubId: config.hub.id,
@@ -199,6 +204,8 @@ export async function startHub(config: HubConfigFile, log: Logger): Promise<Runn
         .catch((e: unknown) => log.warn({ err: describeError(e) }, 'purging old operations failed'));
     };
     purge = setInterval(runPurge, 3_600_000).unref();
+    if (!authenticatesCallers(config)) timers.push(setInterval(() => warnUnauthenticated(config, log), 3_600_000).unref());
+    if (clientCa) stopExpiryWatch = watchCertificateExpiry(log, [{ setting: 'hub.tls.clientCa', file: config.hub.tls.clientCa!, pem: clientCa }]);
     // Rebuild join indexes in the background too, so the first change after an edit finds them ready.
     for (const t of targets) {
       timers.push(setInterval(() => {

@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Broker, Consumer, Delivery } from '../core/broker.ts';
 import { describeError } from '../core/errors.ts';
+import { isEventId } from '../core/events.ts';
 import type { Logger } from '../core/log.ts';
 import type { ChangeAck__Output } from '../proto/generated/pwsync/v1/ChangeAck.ts';
 import type { ReportRequest } from '../proto/generated/pwsync/v1/ReportRequest.ts';
@@ -216,8 +217,8 @@ class DeliveryLoop {
     const retryInMs = backoffMs(this.failures, this.opts.target.retryIntervalMs, this.opts.target.maxRetryIntervalMs);
     const quiet = this.failures > 1 && this.now() - this.lastWarnAt < REPEAT_LOG_MS;
     if (!quiet) this.lastWarnAt = this.now();
-    const detail = cause as { retryable?: unknown; code?: unknown } | undefined;
-    logEvent(this.log, 6943, {
+    const detail = cause as { retryable?: unknown; code?: unknown; eventId?: unknown } | undefined;
+    logEvent(this.log, typeof detail?.eventId === 'number' && isEventId(detail.eventId) ? detail.eventId : 6943, {
       changes: count, failures: this.failures, retryInMs, error,
       ...(typeof detail?.retryable === 'boolean' ? { retryable: detail.retryable } : {}),
       ...(detail?.code !== undefined ? { code: detail.code } : {}),

@@ -6,6 +6,7 @@ import { openSqliteBroker } from '../core/broker-sqlite.ts';
 import { subjectToken, type Broker } from '../core/broker.ts';
 import { createPublicKey } from 'node:crypto';
 import { recipientFromPem, testRecipientFromPem, testSuitesEnabled, TEST_SUITES_ENV, type RecipientKey } from '../core/envelope.ts';
+import { watchCertificateExpiry } from '../core/cert-expiry.ts';
 import { EVENTS } from '../core/events.ts';
 import { describeError } from '../core/errors.ts';
 import type { Logger } from '../core/log.ts';
@@ -63,6 +64,7 @@ export async function startNotifier(config: NotifierConfig & { baseDir?: string 
   let reports: RunningReports | undefined;
   const scope = seams.scope ?? scopeFromConfig(config, config.baseDir ?? process.cwd(), log.child({ component: 'scope' }));
 
+  let stopExpiryWatch = (): void => {};
   mkdirSync(n.dataDir, { recursive: true, mode: 0o700 });
   const broker: Broker = openSqliteBroker({ file: join(n.dataDir, 'notifier.db'), groupCommitMs: 3, log: log.child({ component: 'broker' }) });
   const inFlight = new Set<Promise<unknown>>();
@@ -79,6 +81,10 @@ export async function startNotifier(config: NotifierConfig & { baseDir?: string 
         },
       }));
     }
+    // After the channels, which refuse a certificate that cannot be read, saying which setting.
+    stopExpiryWatch = watchCertificateExpiry(log, enabled.filter((t) => t.tls.cert).map((t) => ({
+      setting: `targets[${t.name}].tls.cert`, file: t.tls.cert!, pem: readTargetFile(t, 'tls.cert', t.tls.cert!),
+    })));
     capture = await createCapture({
       broker, targets: captureTargets, scope, domain: n.domain, host: n.host, clockToleranceMs: n.clockTolerance,
       log: log.child({ component: 'capture' }),
@@ -120,6 +126,7 @@ export async function startNotifier(config: NotifierConfig & { baseDir?: string 
       })),
     });
   } catch (e) {
+    stopExpiryWatch();
     await reports?.stop();
     await Promise.all(sources.map((c) => c.stop()));
     await hook?.close();
@@ -137,6 +144,7 @@ export async function startNotifier(config: NotifierConfig & { baseDir?: string 
   const captureStop = capture!;
   const stop = async (): Promise<void> => {
     state = 'stopping';
+    stopExpiryWatch();
     // Before the hook socket closes, so that a capture script in flight still gets its answer.
     await Promise.all(sources.map((c) => c.stop()));
     await hookServer.close();
@@ -205,9 +213,11 @@ function isRsa(pem: Buffer): boolean {
 
 function grpcChannel(t: TargetConfig, kerberos: NotifierConfig['notifier']['kerberos']): HubChannel {
   const ca = readTargetFile(t, 'tls.ca', t.tls.ca);
+  const own = t.tls.cert && t.tls.key ? { cert: readTargetFile(t, 'tls.cert', t.tls.cert), key: readTargetFile(t, 'tls.key', t.tls.key) } : undefined;
   const client = (address: string) => createSubmitClient({
     address, ca,
     ...(t.tls.serverName ? { serverName: t.tls.serverName } : {}),
+    ...(own ? { clientCertificate: own } : {}),
     auth: targetAuthenticator(t, kerberos, address),
     timeoutMs: t.timeout,
   });

@@ -1,3 +1,4 @@
+import type { PeerCertificate } from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
 
 /**
@@ -6,12 +7,18 @@ import * as grpc from '@grpc/grpc-js';
  * the answer came from the hub the caller meant. Kerberos (proto/kerberos.ts) plugs in here: each
  * call starts a fresh client context whose AP-REQ goes in the call's metadata; the server accepts
  * it in `authenticate()` and returns the AP-REP through `replyMetadata()`; the client checks that in
- * the same call's `verifyReply()` before it believes any acknowledgement.
+ * the same call's `verifyReply()` before it believes any acknowledgement. A TLS client certificate
+ * (proto/certificate.ts) is checked in the handshake; the server reads the DC's name from it.
  */
 export interface CallerIdentity {
-  /** Who called: a Kerberos principal (`DC1$@PWSYNC.TEST`), or 'anonymous@tls' with TLS alone. */
+  /**
+   * Who called: a Kerberos principal (`DC1$@PWSYNC.TEST`), the DC's DNS name from its client
+   * certificate (`dc1.pwsync.test`), or 'anonymous@tls' with TLS alone.
+   */
   principal: string;
-  mechanism: 'tls' | 'kerberos';
+  mechanism: 'tls' | 'kerberos' | 'certificate';
+  /** The DC name in the client certificate, when the caller also authenticated by Kerberos. */
+  certificate?: string;
   /** The caller's network address as gRPC saw it, for logs. */
   peer: string;
   /** The token that proves the hub to the caller (Kerberos AP-REP, base64), sent back in replyMetadata. */
@@ -31,8 +38,11 @@ export interface ClientAuthenticator {
 }
 
 export interface ServerAuthenticator {
-  /** Resolves the caller, or rejects (a HubRefusal says which status; anything else is UNAUTHENTICATED). */
-  authenticate(metadata: grpc.Metadata, peer: string): Promise<CallerIdentity>;
+  /**
+   * Resolves the caller, or rejects (a HubRefusal says which status; anything else is
+   * UNAUTHENTICATED). `certificate` is the client certificate the TLS handshake verified, if any.
+   */
+  authenticate(metadata: grpc.Metadata, peer: string, certificate?: PeerCertificate): Promise<CallerIdentity>;
   /** Initial metadata to answer an authenticated call with (the mutual-authentication token). */
   replyMetadata?(identity: CallerIdentity): grpc.Metadata;
 }
@@ -41,7 +51,8 @@ export const TLS_ANONYMOUS = 'anonymous@tls';
 
 /**
  * TLS alone, for both ends: the client sends nothing and expects nothing beyond the hub's
- * certificate; the server accepts every caller that completed the handshake, named by its address.
+ * certificate (and its own client certificate, if it has one, in the handshake); the server
+ * accepts every caller that completed the handshake.
  */
 export const tlsOnly: ClientAuthenticator & ServerAuthenticator = {
   start: async () => ({ metadata: new grpc.Metadata(), verifyReply: async () => {} }),

@@ -15,6 +15,7 @@ export type { ChangeAck, ChangeAck__Output } from './generated/pwsync/v1/ChangeA
 export type { SealedChange, SealedChange__Output } from './generated/pwsync/v1/SealedChange.ts';
 export type { SubmitRequest, SubmitRequest__Output } from './generated/pwsync/v1/SubmitRequest.ts';
 export type { Account, Account__Output } from './generated/pwsync/v1/Account.ts';
+export { certificateAndKerberosServer, certificateServer, dcNameOf } from './certificate.ts';
 export {
   configureKerberosProcess, kerberosClient, kerberosServer, loadKerberos,
   type KerberosClientOptions, type KerberosProcessSettings, type KerberosServerOptions,

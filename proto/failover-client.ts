@@ -39,7 +39,10 @@ export function createFailoverClient(hubs: ReadonlyArray<{ address: string; clie
       }
     }
     if (hubs.length === 1) throw last!;
-    throw new DeliveryError(last!.code, `none of the target's ${hubs.length} hubs could be reached (${tried.join('; ')})`, { cause: last });
+    // A TLS client certificate every hub refused in the handshake is still told as that (6977).
+    throw new DeliveryError(last!.code, `none of the target's ${hubs.length} hubs could be reached (${tried.join('; ')})`, {
+      cause: last, ...(last!.eventId !== undefined ? { eventId: last!.eventId } : {}),
+    });
   }
 
   return {

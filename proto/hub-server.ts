@@ -21,6 +21,8 @@ export interface HubServerOptions {
   listen: string;
   tlsCert: Buffer;
   tlsKey: Buffer;
+  /** The CA of the callers' client certificates: a caller without one it verifies fails the TLS handshake. */
+  clientCa?: Buffer;
   /** Larger requests are refused with RESOURCE_EXHAUSTED before any handler runs. */
   maxMessageBytes: number;
   auth: ServerAuthenticator;
@@ -84,7 +86,7 @@ function refuseInvalidUtf8(invalid: readonly InvalidUtf8[], items?: string): voi
 
 async function authenticate(auth: ServerAuthenticator, call: grpc.ServerUnaryCall<unknown, unknown>): Promise<CallerIdentity> {
   try {
-    return await auth.authenticate(call.metadata, call.getPeer());
+    return await auth.authenticate(call.metadata, call.getPeer(), call.getAuthContext()?.sslPeerCertificate);
   } catch (e) {
     if (e instanceof HubRefusal) throw e;
     throw new HubRefusal('unauthenticated', `the caller could not be authenticated: ${e instanceof Error ? e.message : 'unknown reason'}`, { cause: e });
@@ -178,14 +180,27 @@ async function report(opts: HubServerOptions, decoded: Decoded<ReportRequest__Ou
   return opts.report({ ...req, notices: req.notices.filter((_, i) => !bad.has(i)) }, caller, signal);
 }
 
-/** TLS only, and checked up front so a wrong file says so instead of failing at bind. */
+/**
+ * TLS only, and checked up front so a wrong file says so instead of failing at bind. With a client
+ * CA, the handshake requires a client certificate it verifies (chain, validity, clientAuth use):
+ * a caller without one never reaches a handler.
+ */
 function serverCredentials(opts: HubServerOptions): grpc.ServerCredentials {
   try {
     createSecureContext({ cert: opts.tlsCert, key: opts.tlsKey });
   } catch (e) {
     throw new Error(`the hub's TLS certificate and key cannot be used together (hub.tls.cert, hub.tls.key): ${e instanceof Error ? e.message : 'unreadable'}`, { cause: e });
   }
-  return grpc.ServerCredentials.createSsl(null, [{ cert_chain: opts.tlsCert, private_key: opts.tlsKey }], false);
+  if (opts.clientCa) {
+    try {
+      if (!opts.clientCa.includes('-----BEGIN CERTIFICATE-----')) throw new Error('no PEM certificate in it');
+      createSecureContext({ ca: opts.clientCa });
+    } catch (e) {
+      throw new Error(`hub.tls.clientCa cannot be used (${e instanceof Error ? e.message : 'unreadable'}): point it at the ca.pem that \`pwsync tls generate\` wrote`, { cause: e });
+    }
+  }
+  const pair = [{ cert_chain: opts.tlsCert, private_key: opts.tlsKey }];
+  return opts.clientCa ? grpc.ServerCredentials.createSsl(opts.clientCa, pair, true) : grpc.ServerCredentials.createSsl(null, pair, false);
 }
 
 export async function createHubServer(opts: HubServerOptions): Promise<HubServer> {

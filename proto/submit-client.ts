@@ -1,3 +1,5 @@
+import { X509Certificate } from 'node:crypto';
+import { createSecureContext } from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
 import { describeError } from '../core/errors.ts';
 import type { ClientAuthenticator, ClientCallAuth } from './auth.ts';
@@ -17,6 +19,8 @@ export interface SubmitClientOptions {
   ca: Buffer;
   /** The name to check in the hub's certificate when it is not the host in `address`. */
   serverName?: string;
+  /** This DC's TLS client certificate and key (PEM), for a hub that requires one (hub.tls.clientCa). */
+  clientCertificate?: { cert: Buffer; key: Buffer };
   auth: ClientAuthenticator;
   /** Deadline of each call. */
   timeoutMs: number;
@@ -41,18 +45,33 @@ function bytesOf(id: Buffer | Uint8Array | string | undefined): Buffer {
   return typeof id === 'string' ? Buffer.from(id, 'base64') : Buffer.from(id);
 }
 
+/** Checked up front (a key that does not fit would fail every handshake with a vague message); read once for messages. */
+function clientCertificateOf(own: { cert: Buffer; key: Buffer }): X509Certificate {
+  try {
+    createSecureContext({ cert: own.cert, key: own.key });
+    return new X509Certificate(own.cert);
+  } catch (e) {
+    throw new Error(`this DC's client certificate and key cannot be used together (targets[].tls.cert, targets[].tls.key): ${describeError(e)}; issue them again with \`pwsync tls client --dc HOST\``, { cause: e });
+  }
+}
+
 export function createSubmitClient(opts: SubmitClientOptions): SubmitClient {
   if (!opts.ca.includes('-----BEGIN CERTIFICATE-----')) {
     throw new Error(`the CA for ${opts.address} holds no PEM certificate: point targets[].tls.ca at the hub's ca.pem`);
   }
   const v1 = pwsyncV1();
-  const credentials = grpc.credentials.createSsl(opts.ca);
+  const own = opts.clientCertificate;
+  const clientCertificate = own ? clientCertificateOf(own) : undefined;
+  const credentials = own ? grpc.credentials.createSsl(opts.ca, own.key, own.cert) : grpc.credentials.createSsl(opts.ca);
   const options: grpc.ChannelOptions = { 'grpc.max_receive_message_length': opts.maxMessageBytes ?? DEFAULT_MAX_RECEIVE };
   if (opts.maxMessageBytes !== undefined) options['grpc.max_send_message_length'] = opts.maxMessageBytes;
   if (opts.serverName) options['grpc.ssl_target_name_override'] = opts.serverName;
   const sync = new v1.PasswordSync(opts.address, credentials, options);
   const admin = new v1.Admin(opts.address, credentials, { ...options, channelOverride: sync.getChannel() });
-  const target: DeliveryTarget = { address: opts.address, serverName: opts.serverName, timeoutMs: opts.timeoutMs };
+  const target: DeliveryTarget = {
+    address: opts.address, serverName: opts.serverName, timeoutMs: opts.timeoutMs,
+    ...(clientCertificate ? { clientCertificate } : {}),
+  };
 
   async function startAuth(): Promise<ClientCallAuth> {
     try {

@@ -3,7 +3,8 @@
 # and SPN lookup but not a whole Samba DC: OpenLDAP slapd on a free 127.0.0.1 port, LDAPS only,
 # entirely under DIR (never /etc), with the AD attributes those checks read (their Microsoft OIDs)
 # and three entries: the DC's computer account DC1$ in OU=Domain Controllers, a workstation WS1$
-# elsewhere, and the hub's service account holding the SPN PWSYNC/hub.pwsync.test (kvno 2, AES).
+# elsewhere (dNSHostName dc1.DOMAIN and ws1.DOMAIN, DOMAIN from the base DN), and the hub's
+# service account holding the SPN PWSYNC/hub.pwsync.test (kvno 2, AES).
 #   test/env/slapd-dc.sh start DIR [BASE_DN]   writes and prints DIR/directory.env
 #   test/env/slapd-dc.sh stop DIR              stops that slapd by its PID
 # Needs slapd (Debian package slapd) and openssl.
@@ -31,6 +32,7 @@ PASSWORD=$(openssl rand -hex 16)
 printf '%s' "$PASSWORD" >"$DIR/bind.password"
 BIND_DN="CN=pwsync-reader,$BASE"
 first=$(echo "$BASE" | sed -E 's/^DC=([^,]+).*/\1/I')
+DNS_DOMAIN=$(echo "$BASE" | sed -E 's/DC=//Ig; s/,/./g' | tr 'A-Z' 'a-z')
 
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout "$DIR/ldap.key" -out "$DIR/ldap.crt" \
   -days 2 -subj /CN=localhost -addext 'subjectAltName=DNS:localhost,IP:127.0.0.1' 2>/dev/null
@@ -44,9 +46,10 @@ attributetype ( 1.2.840.113556.1.4.1960 NAME 'msDS-isRODC' EQUALITY booleanMatch
 attributetype ( 1.2.840.113556.1.4.771 NAME 'servicePrincipalName' EQUALITY caseIgnoreMatch SYNTAX 1.3.6.1.4.1.1466.115.121.1.15 )
 attributetype ( 1.2.840.113556.1.4.1963 NAME 'msDS-SupportedEncryptionTypes' EQUALITY integerMatch SYNTAX 1.3.6.1.4.1.1466.115.121.1.27 SINGLE-VALUE )
 attributetype ( 1.2.840.113556.1.4.1782 NAME 'msDS-KeyVersionNumber' EQUALITY integerMatch SYNTAX 1.3.6.1.4.1.1466.115.121.1.27 SINGLE-VALUE )
+attributetype ( 1.2.840.113556.1.4.619 NAME 'dNSHostName' EQUALITY caseIgnoreMatch SYNTAX 1.3.6.1.4.1.1466.115.121.1.15 SINGLE-VALUE )
 objectclass ( 1.2.840.113556.1.5.9 NAME 'user' SUP organizationalPerson STRUCTURAL
   MAY ( sAMAccountName $ userAccountControl $ primaryGroupID $ servicePrincipalName $ msDS-SupportedEncryptionTypes $ msDS-KeyVersionNumber ) )
-objectclass ( 1.2.840.113556.1.3.30 NAME 'computer' SUP user STRUCTURAL MAY ( msDS-isRODC ) )
+objectclass ( 1.2.840.113556.1.3.30 NAME 'computer' SUP user STRUCTURAL MAY ( msDS-isRODC $ dNSHostName ) )
 SCHEMA
 
 write_conf() {
@@ -92,6 +95,7 @@ objectClass: computer
 cn: DC1
 sn: DC1
 sAMAccountName: DC1\$
+dNSHostName: dc1.$DNS_DOMAIN
 userAccountControl: 532480
 primaryGroupID: 516
 
@@ -100,6 +104,7 @@ objectClass: computer
 cn: WS1
 sn: WS1
 sAMAccountName: WS1\$
+dNSHostName: ws1.$DNS_DOMAIN
 userAccountControl: 4096
 primaryGroupID: 515
 

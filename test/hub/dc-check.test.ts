@@ -21,6 +21,7 @@ const domain = (over: Partial<DomainConfig> = {}): DomainConfig => ({
   name: 'pwsync.test', allowReadOnlyDCs: false, dcCacheTtl: 600_000, dcSilentAfter: 7_200_000, ...over,
 });
 const kerberos = (principal: string): CallerIdentity => ({ principal, mechanism: 'kerberos', peer: 'ipv4:127.0.0.1:5000' });
+const certificate = (principal: string): CallerIdentity => ({ principal, mechanism: 'certificate', peer: 'ipv4:127.0.0.1:5000' });
 
 function account(dn: string, attrs: { uac: number; group: number; rodc?: boolean; classes?: string[] }): LdapEntry {
   return new LdapEntry(dn, {
@@ -37,14 +38,15 @@ class TableDirectory implements DirectorySearch {
   readonly description = 'ldaps://test as reader';
   asked: string[] = [];
   failWith: Error | undefined;
-  constructor(private readonly table: Record<string, LdapEntry>) {}
+  /** By sAMAccountName, or by dNSHostName (several entries: a name held twice). */
+  constructor(private readonly table: Record<string, LdapEntry | LdapEntry[]>) {}
   async search(_base: string, q: LdapQuery): Promise<LdapEntry[]> {
     const filter = q.filter.toString();
     this.asked.push(filter);
     if (this.failWith) throw this.failWith;
-    const sam = /\(sAMAccountName=([^)]*)\)/.exec(filter)?.[1] ?? '';
-    const e = this.table[sam];
-    return e ? [e] : [];
+    const key = /\(sAMAccountName=([^)]*)\)/.exec(filter)?.[1] ?? /\(dNSHostName=([^)]*)\)/.exec(filter)?.[1] ?? '';
+    const e = this.table[key];
+    return Array.isArray(e) ? e : e ? [e] : [];
   }
   async close(): Promise<void> {}
 }
@@ -71,7 +73,7 @@ test('a principal of another realm, or not a machine account, is refused without
 });
 
 test('the directory\'s entry decides: writable DC yes; RODC only when allowed; other computers, users and disabled DCs no', () => {
-  const ctx = { principal: 'DC1$@PWSYNC.TEST', sam: 'DC1$', domain: domain(), directory: 'ldaps://test' };
+  const ctx = { principal: 'DC1$@PWSYNC.TEST', account: 'DC1$', domain: domain(), directory: 'ldaps://test' };
   assert.deepEqual(classifyDc(DC1, ctx), { ok: true, readOnly: false, dn: DC1.dn });
   const rodc = classifyDc(RODC, { ...ctx, principal: 'RODC1$@PWSYNC.TEST' });
   assert.ok(!rodc.ok && /read-only domain controller.*allowReadOnlyDCs: true/.test(rodc.reason));
@@ -151,4 +153,30 @@ test('TLS alone: no principal to check, accepted as before; Kerberos without a d
   await assert.rejects(check.authorize(kerberos('DC1$@PWSYNC.TEST'), d), (e: unknown) =>
     e instanceof HubRefusal && e.refusal === 'forbidden' && /domain pwsync\.test has no directory.*set domains\[\]\.directory/.test(e.message));
   await assert.rejects(check.lookupSpn('PWSYNC/hub.pwsync.test'), /no domain has a directory/);
+});
+
+test('a caller named by its client certificate is looked up by dNSHostName and judged like a Kerberos principal', async () => {
+  const dir = new TableDirectory({
+    'dc1.pwsync.test': DC1,
+    'ws1.pwsync.test': account(`CN=WS1,CN=Computers,${BASE}`, { uac: 0x1000, group: 515 }),
+    'rodc1.pwsync.test': RODC,
+    'twice.pwsync.test': [DC1, RODC],
+  });
+  const { log, lines } = logged();
+  const d = domain();
+  const check = createDcAuthorizer({ domains: [d], baseDir: '/', log, directoryFor: () => dir });
+  await check.authorize(certificate('dc1.pwsync.test'), d);
+  assert.match(dir.asked[0]!, /^\(&\(objectClass=computer\)\(dNSHostName=dc1\.pwsync\.test\)\)$/);
+  const refused = async (name: string, reason: RegExp): Promise<void> => {
+    await assert.rejects(check.authorize(certificate(name), d), (e: unknown) => e instanceof HubRefusal && e.refusal === 'forbidden' && reason.test(e.message), name);
+  };
+  await refused('ws1.pwsync.test', /^ws1\.pwsync\.test is not a writable domain controller of pwsync\.test: CN=WS1,CN=Computers,DC=pwsync,DC=test is not in OU=Domain Controllers/);
+  await refused('dc9.pwsync.test', /no account with dNSHostName dc9\.pwsync\.test under DC=pwsync,DC=test/);
+  await refused('rodc1.pwsync.test', /read-only domain controller.*allowReadOnlyDCs: true/);
+  await refused('twice.pwsync.test', /is not one domain controller of pwsync\.test: .* both match with dNSHostName twice\.pwsync\.test.*pwsync tls client/);
+  // A Kerberos principal and a certificate name are cached apart: the same text is not the same caller.
+  await assert.rejects(check.authorize(kerberos('dc1.pwsync.test'), d), /is a principal of realm \(none\)/);
+  const events = lines.filter((l) => l.eventId === 6953).map((l) => l.principal);
+  assert.deepEqual(events, ['ws1.pwsync.test', 'dc9.pwsync.test', 'rodc1.pwsync.test', 'twice.pwsync.test', 'dc1.pwsync.test']);
+  await check.close();
 });

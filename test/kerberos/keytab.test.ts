@@ -130,14 +130,14 @@ test('with a directory: SPN on no account, on two, a kvno behind, no AES; a fail
   assert.match(down!.problem, /could not be looked up in the directory: connect ECONNREFUSED/);
 });
 
-test('the hub logs 6952 once with TLS alone, and 6960 for each Kerberos set-up problem at start', async () => {
+test('the hub logs 6952 once with TLS alone on loopback, and 6960 for each Kerberos set-up problem at start', async () => {
   const tlsLog = capturingLog();
-  const tls = await hubAuthenticator({ hub: {} as HubConfig['hub'] }, tlsLog.log);
+  const tls = await hubAuthenticator({ hub: { listen: '127.0.0.1:7443', tls: {} } as HubConfig['hub'] }, tlsLog.log);
   assert.equal((await tls.authenticate(new grpc.Metadata(), 'peer')).mechanism, 'tls');
   assert.equal(tlsLog.events(6952).length, 1);
 
   const krbLog = capturingLog();
-  const hub = { kerberos: { keytab: kdc.otherKeytab, service: SERVICE, replayCache: file('rcache/hub.rcache2'), krb5Config: kdc.krb5Config } } as HubConfig['hub'];
+  const hub = { listen: '0.0.0.0:7443', tls: {}, kerberos: { keytab: kdc.otherKeytab, service: SERVICE, replayCache: file('rcache/hub.rcache2'), krb5Config: kdc.krb5Config } } as HubConfig['hub'];
   await hubAuthenticator({ hub }, krbLog.log, async () => ({ owners: [] }));
   const problems = krbLog.events(6960).map((l) => String(l['problem']));
   assert.equal(problems.length, 2, problems.join('\n'));

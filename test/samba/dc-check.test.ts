@@ -22,6 +22,7 @@ import { capturingLog } from '../notifier/helpers.ts';
  * 'unavailable', not 'forbidden'. Then a report through a real hub server, authorized by that
  * check, and `pwsync status` saying why carol's password was not sent. The caller's principal is
  * given as Kerberos would give it; the Kerberos exchange itself is tested with proto/kerberos.ts.
+ * A caller named by a client certificate is looked up by the dNSHostName Samba gave its DC.
  */
 
 let dc: SambaDc;
@@ -162,5 +163,16 @@ test('a report through a real hub, authorized by the DC check, stores why carol\
   } finally {
     await scope.close?.();
     await hub?.stop();
+  }
+});
+
+test('a caller named by its client certificate is found by dNSHostName: the DC\'s name accepted, a plain computer\'s and an unknown one refused', async () => {
+  const named = (name: string): CallerIdentity => ({ principal: name, mechanism: 'certificate', peer: 'ipv4:127.0.0.1:40000' });
+  await check.authorize(named(dc.facts.dcHost.toLowerCase()), domain);
+  for (const [name, why] of [
+    ['ws1.pwsync.test', /^ws1\.pwsync\.test is not a writable domain controller of pwsync\.test: /],
+    ['dc9.pwsync.test', /no account with dNSHostName dc9\.pwsync\.test under DC=pwsync,DC=test/],
+  ] as const) {
+    await assert.rejects(check.authorize(named(name), domain), (e: unknown) => e instanceof HubRefusal && e.refusal === 'forbidden' && why.test(e.message), name);
   }
 });
