@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import type { Command } from 'commander';
 import { describeError, UsageError } from '../core/errors.ts';
 import { writeKeyFile } from '../core/keys.ts';
-import { generateTlsMaterial, issueClientCertificate } from '../core/tls-gen.ts';
+import { generateTlsMaterial, issueClientCertificate, issueHubCertificate } from '../core/tls-gen.ts';
 
 function collect(value: string, previous: string[] | undefined): string[] {
   return [...(previous ?? []), value];
@@ -56,6 +56,35 @@ export function register(program: Command): void {
         `  ${cert} and ${key}: hub.tls.cert and hub.tls.key in the hub YAML`,
         `  ${ca}: targets[].tls.ca in each notifier's YAML, and hub.tls.clientCa to require DC client certificates`,
         `  ${caKey}: issues client certificates (\`pwsync tls client --ca-dir ${opts.out} --dc HOST\`); keep it off the hub, with the admin`,
+        '',
+      ].join('\n'));
+    });
+
+  tls.command('renew')
+    .description('Write a new hub.crt and hub.key (mode 0600) issued by the existing CA of `tls generate`: notifiers keep trusting the hub through the same ca.pem.')
+    .requiredOption('--ca-dir <dir>', 'the folder `pwsync tls generate` wrote (ca.pem and ca.key)')
+    .requiredOption('--host <host>', 'a DNS name or IP address notifiers use to reach the hub (repeat for more)', collect)
+    .requiredOption('--out <dir>', 'the folder to write hub.crt and hub.key into (the one hub.tls.cert and hub.tls.key name)')
+    .option('--days <n>', 'how long the certificate is valid', '825')
+    .action(async (opts: { caDir: string; host: string[]; out: string; days: string }, cmd: Command) => {
+      const days = daysOf(opts.days);
+      const caCertPem = readCaFile(join(opts.caDir, 'ca.pem'));
+      const caKeyPem = readCaFile(join(opts.caDir, 'ca.key'));
+      let issued: { certPem: string; keyPem: string };
+      try {
+        issued = await issueHubCertificate({ caCertPem, caKeyPem, hosts: opts.host, days });
+      } catch (e) {
+        throw new UsageError(describeError(e), { cause: e });
+      }
+      mkdirSync(opts.out, { recursive: true, mode: 0o700 });
+      const cert = join(opts.out, 'hub.crt');
+      const key = join(opts.out, 'hub.key');
+      // A renewal replaces both; the key first, so a cert never names a key that is not there.
+      writeKeyFile(key, issued.keyPem, { mode: 0o600, force: true });
+      writeKeyFile(cert, issued.certPem, { mode: 0o644, force: true });
+      print(cmd, [
+        `hub certificate for ${opts.host.join(', ')} renewed, valid ${days} days, issued by ${join(opts.caDir, 'ca.pem')}`,
+        `  ${cert} and ${key}: restart the hub to use them; notifiers need no change`,
         '',
       ].join('\n'));
     });

@@ -63,18 +63,10 @@ export async function generateTlsMaterial(opts: { hosts: string[]; days?: number
   }, crypto);
 
   const hubKeys = await crypto.subtle.generateKey(EC, true, ['sign', 'verify']);
-  const cert = await x509.X509CertificateGenerator.create({
-    serialNumber: serial(), subject: `CN=${dnValue(hosts[0]!)}`, issuer: ca.subject,
-    notBefore, notAfter, publicKey: hubKeys.publicKey, signingKey: caKeys.privateKey, signingAlgorithm: SIGN,
-    extensions: [
-      new x509.BasicConstraintsExtension(false, undefined, true),
-      new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
-      new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth]),
-      new x509.SubjectAlternativeNameExtension(hosts.map(generalName)),
-      await x509.SubjectKeyIdentifierExtension.create(hubKeys.publicKey, false, crypto),
-      await x509.AuthorityKeyIdentifierExtension.create(caKeys.publicKey, false, crypto),
-    ],
-  }, crypto);
+  const cert = await leafCertificate({
+    subject: hosts[0]!, names: hosts.map(generalName), use: x509.ExtendedKeyUsage.serverAuth, keys: hubKeys,
+    issuer: ca.subject, caPublicKey: caKeys.publicKey, caKey: caKeys.privateKey, notBefore, notAfter,
+  });
 
   return {
     caCertPem: withNewline(ca.toString('pem')), caKeyPem: await privatePem(caKeys.privateKey),
@@ -101,31 +93,65 @@ export async function issueClientCertificate(opts: {
   if (!isDcName(dc)) throw new Error(`"${opts.dc}" is not a domain controller's DNS name (such as dc1.corp.example.com): the hub checks that name in the domain's directory`);
   const days = opts.days ?? 825;
   if (!Number.isInteger(days) || days < 1) throw new Error(`days must be a positive whole number, not ${days}`);
-  const crypto = webcrypto;
+  const { ca, caKey } = await loadCa(opts.caCertPem, opts.caKeyPem);
+  const keys = await webcrypto.subtle.generateKey(EC, true, ['sign', 'verify']);
+  const cert = await leafCertificate({
+    subject: dc, names: [{ type: 'dns', value: dc }], use: x509.ExtendedKeyUsage.clientAuth, keys,
+    issuer: ca.subject, caPublicKey: ca.publicKey, caKey,
+    notBefore: opts.validity?.from ?? new Date(Date.now() - SKEW_MS), notAfter: opts.validity?.to ?? new Date(Date.now() + days * DAY_MS),
+  });
+  return { certPem: withNewline(cert.toString('pem')), keyPem: await privatePem(keys.privateKey) };
+}
+
+/**
+ * A new hub certificate from the CA of `tls generate` (its ca.pem and ca.key), for the same or
+ * other host names: the renewal of hub.crt, which notifiers keep trusting through the same ca.pem.
+ */
+export async function issueHubCertificate(opts: { caCertPem: string; caKeyPem: string; hosts: string[]; days?: number }): Promise<{ certPem: string; keyPem: string }> {
+  const hosts = [...new Set(opts.hosts.map((h) => h.trim()).filter((h) => h.length > 0))];
+  if (hosts.length === 0) throw new Error('at least one host name or IP address is needed for the certificate');
+  const days = opts.days ?? 825;
+  if (!Number.isInteger(days) || days < 1) throw new Error(`days must be a positive whole number, not ${days}`);
+  const { ca, caKey } = await loadCa(opts.caCertPem, opts.caKeyPem);
+  const keys = await webcrypto.subtle.generateKey(EC, true, ['sign', 'verify']);
+  const cert = await leafCertificate({
+    subject: hosts[0]!, names: hosts.map(generalName), use: x509.ExtendedKeyUsage.serverAuth, keys,
+    issuer: ca.subject, caPublicKey: ca.publicKey, caKey,
+    notBefore: new Date(Date.now() - SKEW_MS), notAfter: new Date(Date.now() + days * DAY_MS),
+  });
+  return { certPem: withNewline(cert.toString('pem')), keyPem: await privatePem(keys.privateKey) };
+}
+
+async function loadCa(caCertPem: string, caKeyPem: string): Promise<{ ca: x509.X509Certificate; caKey: webcrypto.CryptoKey }> {
   let ca: x509.X509Certificate;
   let caKey: webcrypto.CryptoKey;
   try {
-    ca = new x509.X509Certificate(opts.caCertPem);
-    caKey = await crypto.subtle.importKey('pkcs8', x509.PemConverter.decodeFirst(opts.caKeyPem), EC, false, ['sign']);
+    ca = new x509.X509Certificate(caCertPem);
+    caKey = await webcrypto.subtle.importKey('pkcs8', x509.PemConverter.decodeFirst(caKeyPem), EC, false, ['sign']);
   } catch (e) {
     throw new Error(`the CA certificate and key cannot be read (${e instanceof Error ? e.message : 'unreadable'}): use the ca.pem and ca.key that \`pwsync tls generate\` wrote`, { cause: e });
   }
   if (!await matches(ca, caKey)) throw new Error('the CA key does not belong to the CA certificate: use the ca.pem and ca.key written together by `pwsync tls generate`');
-  const keys = await crypto.subtle.generateKey(EC, true, ['sign', 'verify']);
-  const cert = await x509.X509CertificateGenerator.create({
-    serialNumber: serial(), subject: `CN=${dnValue(dc)}`, issuer: ca.subject,
-    notBefore: opts.validity?.from ?? new Date(Date.now() - SKEW_MS), notAfter: opts.validity?.to ?? new Date(Date.now() + days * DAY_MS),
-    publicKey: keys.publicKey, signingKey: caKey, signingAlgorithm: SIGN,
+  return { ca, caKey };
+}
+
+/** An end-entity certificate for one use (server or client), signed by the CA. */
+async function leafCertificate(o: {
+  subject: string; names: x509.JsonGeneralName[]; use: x509.ExtendedKeyUsage; keys: webcrypto.CryptoKeyPair;
+  issuer: string; caPublicKey: webcrypto.CryptoKey | x509.PublicKey; caKey: webcrypto.CryptoKey; notBefore: Date; notAfter: Date;
+}): Promise<x509.X509Certificate> {
+  return x509.X509CertificateGenerator.create({
+    serialNumber: serial(), subject: `CN=${dnValue(o.subject)}`, issuer: o.issuer,
+    notBefore: o.notBefore, notAfter: o.notAfter, publicKey: o.keys.publicKey, signingKey: o.caKey, signingAlgorithm: SIGN,
     extensions: [
       new x509.BasicConstraintsExtension(false, undefined, true),
       new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
-      new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.clientAuth]),
-      new x509.SubjectAlternativeNameExtension([{ type: 'dns', value: dc }]),
-      await x509.SubjectKeyIdentifierExtension.create(keys.publicKey, false, crypto),
-      await x509.AuthorityKeyIdentifierExtension.create(ca.publicKey, false, crypto),
+      new x509.ExtendedKeyUsageExtension([o.use]),
+      new x509.SubjectAlternativeNameExtension(o.names),
+      await x509.SubjectKeyIdentifierExtension.create(o.keys.publicKey, false, webcrypto),
+      await x509.AuthorityKeyIdentifierExtension.create(o.caPublicKey, false, webcrypto),
     ],
-  }, crypto);
-  return { certPem: withNewline(cert.toString('pem')), keyPem: await privatePem(keys.privateKey) };
+  }, webcrypto);
 }
 
 /** Whether `key` is the private half of the CA certificate's public key (a test signature). */

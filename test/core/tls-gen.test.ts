@@ -124,3 +124,27 @@ test('`pwsync tls client` issues DC.crt and DC.key 0600 from the folder of `tls 
   writeFileSync(join(ca, 'ca.key'), 'not a key', { mode: 0o600 });
   await assert.rejects(run(['tls', 'client', '--ca-dir', ca, '--dc', 'dc2.corp.example.com', '--out', out]), /cannot be read/);
 });
+
+test('`pwsync tls renew` issues a new hub certificate from the same CA: the old ca.pem still verifies it, the CA stays', async () => {
+  const dir = join(root(), 'tls');
+  await run(['tls', 'generate', '--out', dir, '--host', 'hub1.example.test']);
+  const caBefore = readFileSync(join(dir, 'ca.pem'), 'utf8');
+  const certBefore = readFileSync(join(dir, 'hub.crt'), 'utf8');
+  const out = await run(['tls', 'renew', '--ca-dir', dir, '--out', dir, '--host', 'hub1.example.test', '--host', 'hub1', '--days', '90']);
+  assert.match(out, /renewed, valid 90 days.*notifiers need no change/s);
+  assert.equal(readFileSync(join(dir, 'ca.pem'), 'utf8'), caBefore, 'the CA is kept');
+  const cert = new X509Certificate(readFileSync(join(dir, 'hub.crt')));
+  assert.notEqual(cert.toString(), new X509Certificate(certBefore).toString());
+  assert.ok(cert.verify(new X509Certificate(caBefore).publicKey), 'the notifiers\' ca.pem verifies the renewed certificate');
+  assert.ok(cert.checkPrivateKey(createPrivateKey(readFileSync(join(dir, 'hub.key')))));
+  assert.equal(statSync(join(dir, 'hub.key')).mode & 0o777, 0o600);
+  assert.equal(cert.checkHost('hub1'), 'hub1');
+  assert.deepEqual(cert.keyUsage, ['1.3.6.1.5.5.7.3.1'], 'server use only');
+  const days = (Date.parse(cert.validTo) - Date.now()) / 86_400_000;
+  assert.ok(days > 89 && days <= 90, `valid for ${days} days`);
+  const other = join(root(), 'other');
+  await run(['tls', 'generate', '--out', other, '--host', 'x.example.test']);
+  writeFileSync(join(other, 'ca.key'), readFileSync(join(dir, 'ca.key')));
+  await assert.rejects(run(['tls', 'renew', '--ca-dir', other, '--out', other, '--host', 'x.example.test']), /CA key does not belong/);
+  await assert.rejects(run(['tls', 'renew', '--ca-dir', join(root(), 'none'), '--out', other, '--host', 'x']), /--ca-dir must be the folder/);
+});
