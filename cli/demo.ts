@@ -15,7 +15,9 @@ import { renderSync } from './status.ts';
 import { DOMAIN, Lab, spawnPwsync, until } from './lab.ts';
 import { sampleConnectors } from './samples.ts';
 
-const say = (s: string): void => { process.stdout.write(`${s}\n`); };
+/** False once standard output was closed (`pwsync demo | head -1`): nothing more is written. */
+let output = true;
+const say = (s: string): void => { if (output) process.stdout.write(`${s}\n`); };
 
 /** A random printable password with non-ASCII characters, made as bytes, never as a string. */
 function demoPassword(): Buffer {
@@ -61,6 +63,28 @@ export async function runDemo(opts: { keep?: boolean; dir?: string }): Promise<n
   say(`  five file targets under targets/: ${lab.options.connectors.map((c) => `${c.name} (${c.kind})`).join(', ')}`);
   const password = demoPassword();
   let broker: ReturnType<typeof openSqliteBroker> | undefined;
+  let stopped: Promise<void> | undefined;
+  // Whatever ends the demo (done, an error, a signal, its output closed), the hub and notifier it started are stopped by PID.
+  const stopAll = (): Promise<void> => (stopped ??= (async () => {
+    password.fill(0);
+    await broker?.close().catch(() => undefined);
+    const [n, h] = await Promise.all([lab.stop(lab.notifier), lab.stop(lab.hub)]);
+    say(`stopped the notifier (exit ${n}) and the hub (exit ${h})`);
+    if (!opts.keep) rmSync(root, { recursive: true, force: true });
+    else say(`kept ${root} (logs in logs/)`);
+  })());
+  const interrupted = (why: string, code: number): void => {
+    process.stderr.write(`pwsync demo: ${why}: stopping the hub and notifier it started\n`);
+    void stopAll().finally(() => process.exit(code));
+  };
+  const onSignal = (s: NodeJS.Signals): void => interrupted(s, 128 + (os.constants.signals[s] ?? 0));
+  const onOutputError = (e: NodeJS.ErrnoException): void => {
+    output = false;
+    interrupted(e.code === 'EPIPE' ? 'standard output was closed' : `standard output failed (${e.code ?? e.message})`, 1);
+  };
+  const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT'];
+  for (const s of signals) process.on(s, onSignal);
+  process.stdout.on('error', onOutputError);
   try {
     await lab.startHub();
     say(`hub started on 127.0.0.1:${lab.hubPort} (gRPC over TLS)`);
@@ -95,12 +119,9 @@ export async function runDemo(opts: { keep?: boolean; dir?: string }): Promise<n
     say(ok ? '\nThe password arrived, sealed end to end, in every joined target.' : '\nThe demo found a mismatch: see the logs above.');
     return ok ? 0 : 1;
   } finally {
-    password.fill(0);
-    await broker?.close();
-    const [n, h] = await Promise.all([lab.stop(lab.notifier), lab.stop(lab.hub)]);
-    say(`stopped the notifier (exit ${n}) and the hub (exit ${h})`);
-    if (!opts.keep) rmSync(root, { recursive: true, force: true });
-    else say(`kept ${root} (logs in logs/)`);
+    await stopAll();
+    for (const s of signals) process.off(s, onSignal);
+    process.stdout.off('error', onOutputError);
   }
 }
 

@@ -12,7 +12,7 @@ export function register(program: Command): void {
       const config = await loadHubConfig(opts.config);
       const log = createLogger({ level: config.hub.log.level, file: config.hub.log.file, name: 'pwsync-hub' });
       const hub = await startHub(config, log);
-      const why = await Promise.race([untilSignal(), hub.failed]);
+      const why = await Promise.race([untilSignal(log), hub.failed]);
       if (why instanceof Error) {
         // A loop that stopped would leave the hub accepting changes it never applies: exit non-zero instead.
         process.exitCode = 1;

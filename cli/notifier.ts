@@ -13,7 +13,7 @@ export function register(program: Command): void {
       const config = await loadNotifierConfig(opts.config, { checkFiles: true });
       const log = createLogger({ level: config.notifier.log.level, file: config.notifier.log.file, name: 'pwsync-notifier' });
       const notifier = await startNotifier(config, log);
-      const signal = await untilSignal();
+      const signal = await untilSignal(log);
       log.info({ signal }, 'stopping: answering hook requests in flight, then draining deliveries');
       await notifier.stop();
       log.flush();

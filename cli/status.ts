@@ -5,7 +5,7 @@ import type { WorkerBus } from '../core/worker-bus.ts';
 import { EVENTS, isEventId } from '../core/events.ts';
 import { silentLogger } from '../core/log.ts';
 import { loadHubConfig, type LoadedHubConfig } from '../config/load.ts';
-import { queryStatus, retryOperation } from '../hub/admin.ts';
+import { describePending, pendingAtDcs, queryStatus, retryOperation, withPending } from '../hub/admin.ts';
 import { DcRegistry, type DcRecord, type NoticeRecord } from '../hub/dc-registry.ts';
 import type { OperationStatus, SyncStatus } from '../hub/records.ts';
 import { openBroker } from '../hub/service.ts';
@@ -145,18 +145,26 @@ export function register(program: Command): void {
         return;
       }
       const account = opts.account ? parseAccount(opts.account) : undefined;
-      const result = await withState(opts.config, async (s, b) => ({
-        ...await queryStatus(s, { account, connector: opts.connector, failedOnly: opts.failed }),
-        // Why a password did not even leave the DC; asked per account (a whole domain's would be long).
-        notices: account && !opts.connector ? await (await DcRegistry.open(b, silentLogger())).listNotices(account) : [],
-      }));
+      const result = await withState(opts.config, async (s, b) => {
+        const registry = await DcRegistry.open(b, silentLogger());
+        const status = await queryStatus(s, { account, connector: opts.connector, failedOnly: opts.failed });
+        // Changes that wait at a DC's notifier: the account is not in sync while a newer one waits there.
+        const pending = pendingAtDcs(await registry.listDcs(), account);
+        return {
+          ...status, sync: withPending(status.sync, pending), pending,
+          // Why a password did not even leave the DC; asked per account (a whole domain's would be long).
+          notices: account && !opts.connector ? await registry.listNotices(account) : [],
+        };
+      });
       const operations = result.operations.map(({ envelope: _sealed, ...o }) => o);
       if (opts.json) {
-        process.stdout.write(`${JSON.stringify({ sync: result.sync, operations, notices: result.notices }, null, 2)}\n`);
+        process.stdout.write(`${JSON.stringify({ sync: result.sync, operations, notices: result.notices, pending: account ? result.pending : undefined }, null, 2)}\n`);
         return;
       }
-      if (result.sync.length > 0 || result.notices.length === 0) process.stdout.write(`${renderSync(result.sync)}\n`);
-      if (result.notices.length > 0) process.stdout.write(`${result.sync.length > 0 ? '\n' : ''}${renderNotices(result.notices)}\n`);
+      const waiting = account ? result.pending : [];
+      if (result.sync.length > 0 || (result.notices.length === 0 && waiting.length === 0)) process.stdout.write(`${renderSync(result.sync)}\n`);
+      if (waiting.length > 0) process.stdout.write(`${result.sync.length > 0 ? '\n' : ''}${waiting.map((p) => `${p.domain}\\${p.samAccountName}: ${describePending(p)}`).join('\n')}\n`);
+      if (result.notices.length > 0) process.stdout.write(`${result.sync.length + waiting.length > 0 ? '\n' : ''}${renderNotices(result.notices)}\n`);
       const shown = opts.operations ? operations : operations.filter((o) => o.state !== 'successful');
       if (shown.length > 0) process.stdout.write(`\n${renderOperations(shown)}\n`);
     });

@@ -13,7 +13,7 @@ export function register(program: Command): void {
       const config = await loadWorkerConfig(opts.config);
       const log = createLogger({ level: config.worker.log.level, file: config.worker.log.file, name: 'pwsync-worker' });
       const worker = await startWorker(config, opts.connector, log);
-      const signal = await untilSignal();
+      const signal = await untilSignal(log);
       log.info({ signal }, 'stopping: finishing the set-operations in flight');
       await worker.stop();
       log.flush();

@@ -188,6 +188,21 @@ export const EVENTS = {
     text: 'a connector worker refused what it was given, or NATS refused the worker: another connector\'s operation, a password not sealed for its key, or credentials without rights to its connector\'s subjects',
     fix: 'give each worker its own connector\'s NATS user and its own key pair; the hub\'s connection.publicKey for the connector must be that worker\'s public key',
   },
+  6987: {
+    severity: 'error', retryable: true,
+    text: 'the notifier seals for a public key the target hub does not open: that target\'s changes are held at the notifier, not sent',
+    fix: 'give the notifier the hub\'s current public key (targets[].publicKey) and restart it, or put the key back in the hub\'s keys: if it was retired too early; held changes are then sent (README: key rotation)',
+  },
+  6988: {
+    severity: 'warning', retryable: true,
+    text: 'the hub refused a change as sealed for a key it does not open; the notifier keeps it (parked), it is not dropped',
+    fix: 'put the key the change was sealed for back in the hub\'s keys: (after the current one) and restart the hub: parked changes are sent at the next report',
+  },
+  6989: {
+    severity: 'warning', retryable: false,
+    text: 'the notifier seals for a retired key of the hub: accepted while the hub keeps that key',
+    fix: 'give the notifier the hub\'s current public key (targets[].publicKey) and restart it before the hub drops the retired key',
+  },
 } as const satisfies Record<number, EventDef>;
 
 export type EventId = keyof typeof EVENTS;

@@ -41,10 +41,27 @@ export interface DcRecord {
   capture: DcCapture[];
   /** Changes queued for this hub at the DC, as of its last report. */
   queued?: number;
+  /** Which accounts those are for (the oldest, bounded), as of its last report; `pendingOmitted` more. */
+  pending?: PendingRecord[];
+  pendingOmitted?: number;
+  /** The key id the DC's notifier seals for, and the hub's keys when it answered (current first). */
+  sealingKeyId?: string;
+  hubKeyIds?: string[];
   /** The DC's clock minus the hub's, as of its last report (ms). */
   clockSkewMs?: number;
   /** Event 6955 was raised and the DC has not reported since. */
   silent: boolean;
+}
+
+/** A change queued at a DC for this hub: who, when, and why it waits there if it is held. */
+export interface PendingRecord {
+  samAccountName: string;
+  objectGuid: string;
+  userPrincipalName: string;
+  changeTime: number;
+  queuedSince: number;
+  /** Empty while it is only waiting for delivery. */
+  held: string;
 }
 
 /** A change a DC did not send to this hub, and why; the latest per (account, target). */
@@ -68,6 +85,8 @@ const SUBMIT_WRITE_EVERY_MS = 30_000;
 const CAS_TRIES = 8;
 const SKEW_WARN_MS = 5 * 60_000;
 const MAX_TEXT = 1024;
+/** Pending changes kept per DC (the notifier sends at most as many per report). */
+const MAX_PENDING = 1_000;
 
 const dcKey = (domain: string, sourceDc: string): string => `${keyPart(domain.toLowerCase())}.${keyPart(sourceDc.toLowerCase())}`;
 const clip = (s: string): string => (s.length > MAX_TEXT ? `${s.slice(0, MAX_TEXT)}…` : s);
@@ -108,14 +127,21 @@ export class DcRegistry {
   }
 
   /** Records a report: liveness, capture state and queue. Raises 6956 the first time and after silence. */
-  async recordReport(domain: DomainConfig, req: ReportRequest__Output, caller: CallerIdentity): Promise<DcRecord> {
+  async recordReport(domain: DomainConfig, req: ReportRequest__Output, caller: CallerIdentity, hubKeyIds: readonly string[] = []): Promise<DcRecord> {
     const now = this.now();
+    const pending = (req.pending ?? []).filter((p) => p.account?.samAccountName).slice(0, MAX_PENDING).map((p): PendingRecord => ({
+      samAccountName: clip(p.account!.samAccountName), objectGuid: clip(p.account!.objectGuid), userPrincipalName: clip(p.account!.userPrincipalName),
+      changeTime: p.changeTimeMs, queuedSince: p.queuedSinceMs, held: clip(p.held),
+    }));
+    const omitted = (req.pendingOmitted ?? 0) + Math.max(0, (req.pending?.length ?? 0) - MAX_PENDING);
     const skew = req.sentTimeMs > 0 ? req.sentTimeMs - now : undefined;
     const rec = await this.touch(domain.name, req.sourceDc, caller, req.notifierId, now, (r) => ({
       ...r,
       lastReport: now,
       capture: req.capture.slice(0, 16).map((c) => ({ source: clip(c.source), state: clip(c.state), detail: clip(c.detail), lastCaptureMs: c.lastCaptureMs })),
       queued: req.queued,
+      pending, pendingOmitted: omitted,
+      ...(req.sealingKeyId ? { sealingKeyId: clip(req.sealingKeyId), hubKeyIds: [...hubKeyIds] } : {}),
       ...(skew !== undefined ? { clockSkewMs: skew } : {}),
     }));
     if (skew !== undefined && Math.abs(skew) > SKEW_WARN_MS) {
@@ -226,6 +252,8 @@ export class DcRegistry {
 
 export interface ReportHandlerOptions {
   domains: readonly DomainConfig[];
+  /** The hub's key ids (hex), current first: answered so that a notifier sealing for another key holds its changes. */
+  keyIds?: readonly string[];
   authorizer: DomainAuthorizer;
   registry: DcRegistry;
   log: Logger;
@@ -247,7 +275,7 @@ export function createReportHandler(opts: ReportHandlerOptions): (req: ReportReq
     }
     if (!req.sourceDc) throw new HubRefusal('malformed', 'a report needs source_dc (the DC\'s host name)');
     await opts.authorizer.authorize(caller, domain);
-    await opts.registry.recordReport(domain, req, caller);
+    await opts.registry.recordReport(domain, req, caller, opts.keyIds);
     const stored: Buffer[] = [];
     for (const n of req.notices) {
       const problem = n.noticeId.length !== 16 ? 'notice_id must be 16 bytes'
@@ -266,6 +294,6 @@ export function createReportHandler(opts: ReportHandlerOptions): (req: ReportReq
       stored.push(n.noticeId);
     }
     if (stored.length > 0) opts.log.info({ domain: domain.name, sourceDc: req.sourceDc, notices: stored.length }, 'out-of-scope notices stored');
-    return { hubTimeMs: now(), storedNoticeIds: stored };
+    return { hubTimeMs: now(), storedNoticeIds: stored, keyIds: [...opts.keyIds ?? []] };
   };
 }

@@ -123,7 +123,7 @@ export async function startHub(config: HubConfigFile, log: Logger): Promise<Runn
         failed(e instanceof Error ? e : new Error(describeError(e)));
       });
     }
-    const dcs = domainSide = await startDomainSide(config, broker, log);
+    const dcs = domainSide = await startDomainSide(config, broker, log, keyring.ids());
     const ingest = new Ingest(broker, keyring, config.domains, dcs.authorizer, log.child({ component: 'ingest' }));
     server = await createHubServer({
       listen: config.hub.listen,

@@ -15,11 +15,14 @@ import { targetAuthenticator } from './authentication.ts';
 import { createCapture, type Capture, type CaptureTarget } from './capture.ts';
 import { startDelivery, type HubChannel, type TargetDelivery } from './delivery.ts';
 import type { HookChange } from './hook-protocol.ts';
+import type { PendingChange } from '../proto/generated/pwsync/v1/PendingChange.ts';
 import { startHookServer, type HookServer } from './hook-server.ts';
 import type { CaptureSource } from './capture-source.ts';
 import { startSambaCapture } from './samba/supervisor.ts';
 import { startWindowsCapture } from './windows/spool-drain.ts';
 import { startReports, type RunningReports } from './report.ts';
+import { HubKeyCheck, KeyHold, loadHoldKey } from './key-hold.ts';
+import { PendingIndex, type PendingEntry } from './pending.ts';
 import type { Scope } from './scope.ts';
 import { scopeFromConfig } from './scope-ldap.ts';
 
@@ -54,6 +57,7 @@ export async function startNotifier(config: NotifierConfig & { baseDir?: string 
   const captureTargets: CaptureTarget[] = enabled.map((t) => ({
     name: t.name, token: subjectToken(t.name), recipient: targetRecipient(t),
   }));
+  const keyChecks = captureTargets.map((t) => new HubKeyCheck(t.name, t.recipient.keyId.toString('hex'), log.child({ component: 'keys' })));
   const channelFor = seams.channelFor ?? ((t: TargetConfig) => grpcChannel(t, n.kerberos));
   const channels: HubChannel[] = [];
   const deliveries: TargetDelivery[] = [];
@@ -66,12 +70,21 @@ export async function startNotifier(config: NotifierConfig & { baseDir?: string 
   mkdirSync(n.dataDir, { recursive: true, mode: 0o700 });
   const broker: Broker = openSqliteBroker({ file: join(n.dataDir, 'notifier.db'), groupCommitMs: 3, log: log.child({ component: 'broker' }) });
   const inFlight = new Set<Promise<unknown>>();
+  const keyHolds: KeyHold[] = [];
   try {
-    for (const t of enabled) {
+    const pending = await PendingIndex.open(broker);
+    const holdKey = loadHoldKey(n.dataDir);
+    for (const [i, t] of captureTargets.entries()) {
+      const hold = await KeyHold.open({ broker, target: t, check: keyChecks[i]!, holdKey, pending, log: log.child({ component: 'keys' }) });
+      keyHolds.push(hold);
+      t.keyHold = hold;
+    }
+    for (const [i, t] of enabled.entries()) {
       const channel = channelFor(t);
       channels.push(channel);
       deliveries.push(await startDelivery({
         broker, channel, notifierId: n.host, warnAgeMs: n.queue.warnAge, maxAgeMs: n.queue.maxAge,
+        keys: { check: keyChecks[i]!, hold: keyHolds[i]! }, pending,
         log: log.child({ component: 'delivery' }),
         target: {
           name: t.name, token: subjectToken(t.name), batchSize: t.batchSize,
@@ -80,10 +93,11 @@ export async function startNotifier(config: NotifierConfig & { baseDir?: string 
       }));
     }
     capture = await createCapture({
-      broker, targets: captureTargets, scope, domain: n.domain, host: n.host,
+      broker, targets: captureTargets, scope, domain: n.domain, host: n.host, pending,
       log: log.child({ component: 'capture' }),
     });
     const captured = capture;
+    for (const t of captureTargets) t.keyHold!.start((change) => captured.resealed(t, change));
     hook = await startHookServer({
       path: n.hook.socket, mode: parseInt(n.hook.mode, 8), timeoutMs: n.hook.timeout, log: log.child({ component: 'hook' }),
       // Tracked so that stop() closes the broker only after every change in flight is durable.
@@ -116,7 +130,16 @@ export async function startNotifier(config: NotifierConfig & { baseDir?: string 
       targets: enabled.map((t, i) => ({
         name: t.name, token: captureTargets[i]!.token, channel: channels[i]!, timeoutMs: t.timeout,
         retryIntervalMs: t.retryInterval, maxRetryIntervalMs: t.maxRetryInterval,
-        queued: async () => (await deliveries[i]!.queued()) + (await captured.held(captureTargets[i]!.token)),
+        queued: async () => (await deliveries[i]!.queued()) + (await captured.held(captureTargets[i]!.token)) + (await keyHolds[i]!.count()),
+        sealingKeyId: keyChecks[i]!.keyId,
+        pending: async () => {
+          const { entries, omitted } = await pending.list(captureTargets[i]!.token, MAX_PENDING_REPORTED);
+          return { changes: entries.map((e) => pendingChange(e, keyChecks[i]!)), omitted };
+        },
+        hubKeys: async (ids) => {
+          keyChecks[i]!.update(ids);
+          if (ids.length > 0) await keyHolds[i]!.releaseParked(ids);
+        },
       })),
     });
   } catch (e) {
@@ -124,6 +147,7 @@ export async function startNotifier(config: NotifierConfig & { baseDir?: string 
     await Promise.all(sources.map((c) => c.stop()));
     await hook?.close();
     await capture?.stop();
+    await Promise.all(keyHolds.map((k) => k.stop()));
     await Promise.all(deliveries.map((d) => d.stop()));
     for (const c of channels) c.close();
     await scope.close?.();
@@ -142,6 +166,7 @@ export async function startNotifier(config: NotifierConfig & { baseDir?: string 
     await hookServer.close();
     await Promise.allSettled([...inFlight]);
     await captureStop.stop();
+    await Promise.all(keyHolds.map((k) => k.stop()));
     await reports?.stop();
     state = 'draining';
     const drained = Promise.all(deliveries.map((d) => d.stop())).then(() => true);
@@ -166,6 +191,23 @@ export async function startNotifier(config: NotifierConfig & { baseDir?: string 
       return state;
     },
     stop: () => (stopping ??= stop()),
+  };
+}
+
+/** Accounts named per report and target; beyond it the report says how many more (pending_omitted). */
+const MAX_PENDING_REPORTED = 1_000;
+
+function pendingChange(e: PendingEntry, check: HubKeyCheck): PendingChange {
+  const held = e.where === 'key' ? `held: the notifier's key for this hub is ${check.keyId}, the hub has key ${check.hubKeyIds.join(', ') || 'unknown'} (6987); kept sealed for the notifier's hold key until that is fixed`
+    : e.where === 'parked' ? `parked: the hub refused it as sealed for key ${e.keyId ?? 'unknown'} (6988)`
+      : e.where === 'scope' ? 'held until its scope can be decided (6957)'
+        : check.reason() ?? '';
+  return {
+    account: {
+      samAccountName: e.samAccountName, objectGuid: e.objectGuid, objectSid: e.objectSid,
+      userPrincipalName: e.userPrincipalName, distinguishedName: e.distinguishedName,
+    },
+    changeTimeMs: e.changeTimeMs, queuedSinceMs: e.sinceMs, held,
   };
 }
 
