@@ -1,0 +1,98 @@
+import assert from 'node:assert/strict';
+import { readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { after, before, test } from 'node:test';
+import { storedHash } from '../../cli/demo.ts';
+import { DOMAIN, Lab, spawnPwsync, until } from '../../cli/lab.ts';
+import { sampleConnectors } from '../../cli/samples.ts';
+import { createPublicKey } from 'node:crypto';
+import { keyIdOf } from '../../core/envelope.ts';
+import { generateRecipientKeys } from '../../core/keys.ts';
+import { verifyPassword } from '../../extensions/examples/scrypt-hash/verify.ts';
+import { testDir } from '../lib/dirs.ts';
+import { testPassword } from '../lib/passwords.ts';
+import { editYaml } from '../lib/yaml.ts';
+
+/**
+ * A notifier given another hub's public key (issue 15, part 1): the mismatch is named at start,
+ * a change is held at the notifier (not sent to be refused, not dropped), the hub's status says
+ * where it waits, and once the notifier has the right key the change arrives.
+ */
+let lab: Lab;
+let hubKeyId: string;
+let otherKeyId: string;
+
+const keyIdOfPem = (pem: string | Buffer): string => keyIdOf(createPublicKey(pem)).toString('hex');
+const logLines = (file: string): Array<Record<string, unknown>> => readFileSync(file, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
+
+async function hook(sam: string, password: Buffer): Promise<void> {
+  const p = spawnPwsync(['hook', '--socket', lab.hookSocket, '--domain', DOMAIN, '--sam', sam], { stdin: Buffer.concat([password, Buffer.from('\n')]) });
+  assert.equal(await p.exited, 0, `pwsync hook failed: ${p.stderr()}`);
+}
+
+async function status(account: string): Promise<string> {
+  const p = spawnPwsync(['status', '--config', lab.hubConfig, '--account', account]);
+  assert.equal(await p.exited, 0, p.stderr());
+  return p.stdout();
+}
+
+before(async () => {
+  lab = await Lab.create({
+    root: testDir('key-mismatch'),
+    connectors: sampleConnectors().filter((c) => c.name === 'hr-csv'),
+    reportInterval: '500ms',
+  });
+  hubKeyId = keyIdOfPem(readFileSync(path.join(lab.root, 'keys', 'hub.pub')));
+  const other = generateRecipientKeys();
+  otherKeyId = other.keyId;
+  writeFileSync(path.join(lab.root, 'keys', 'other-hub.pub'), other.publicPem);
+  await lab.startHub();
+  // After the hub's start: it writes both YAML files with its port.
+  editYaml(lab.notifierConfig, (doc) => { doc.targets[0].publicKey = 'keys/other-hub.pub'; });
+});
+
+after(async () => {
+  await lab?.stopAll();
+});
+
+test('a notifier sealing for another hub\'s key holds the change, the hub shows it pending at the DC, and it arrives once the key is fixed', async () => {
+  await lab.startNotifier();
+  // At start: the first report's answer names the hub's key, and the notifier names both.
+  const mismatch = await until('event 6987 in the notifier log', 30_000, () => logLines(lab.notifierLog).find((l) => l.eventId === 6987), lab.notifier);
+  assert.equal(mismatch.sealingKeyId, otherKeyId);
+  assert.deepEqual(mismatch.hubKeyIds, [hubKeyId]);
+
+  const before = await storedHash(lab.hubConfig, 'hr-csv', 'alice');
+  const password = testPassword('alice-held');
+  await hook('alice', password);
+
+  // Held, not sent: the hub never refused it (no 6946) and the target is unchanged.
+  const pending = await until('alice pending at dc1 in `pwsync status`', 30_000, async () => {
+    const out = await status('alice');
+    return /pending at dc1\.corp\.example\.com: change of \S+ held/.test(out) ? out : undefined;
+  });
+  assert.match(pending, new RegExp(`the hub has key ${hubKeyId}`));
+  assert.match(pending, new RegExp(`the notifier's key for this hub is ${otherKeyId}`));
+  assert.equal(logLines(lab.hubLog).filter((l) => l.eventId === 6946).length, 0, 'the hub was not sent a change it would refuse');
+  assert.equal(await storedHash(lab.hubConfig, 'hr-csv', 'alice'), before);
+  // Raised on every report, not once.
+  await until('6987 raised again by a later report', 30_000, () => (logLines(lab.notifierLog).filter((l) => l.eventId === 6987).length >= 2 ? true : undefined));
+
+  // The admin gives the notifier the right key and restarts it: the held change is resealed and arrives.
+  assert.equal(await lab.stop(lab.notifier), 0, lab.notifier!.stderr());
+  editYaml(lab.notifierConfig, (doc) => { doc.targets[0].publicKey = 'keys/hub.pub'; });
+  const sinceLines = logLines(lab.notifierLog).length;
+  await lab.startNotifier();
+  await until('alice\'s held password in hr-csv', 30_000, async () => {
+    const hash = await storedHash(lab.hubConfig, 'hr-csv', 'alice');
+    return hash && hash !== before && await verifyPassword(hash, password) ? true : undefined;
+  }, lab.notifier);
+  assert.equal(logLines(lab.notifierLog).slice(sinceLines).filter((l) => l.eventId === 6987).length, 0);
+  // The next report says nothing waits: the status is plain in-sync again.
+  const settled = await until('alice in-sync with nothing pending', 30_000, async () => {
+    const out = await status('alice');
+    return /in-sync/.test(out) && !/pending at|queued at/.test(out) ? out : undefined;
+  });
+  assert.match(settled, /hr-csv/);
+  assert.equal(logLines(lab.hubLog).filter((l) => l.eventId === 6946).length, 0);
+});
