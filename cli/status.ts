@@ -88,6 +88,10 @@ export function renderDcs(dcs: readonly DcRecord[], domains: LoadedHubConfig['do
     : d.capture.length === 0 ? [`  ${d.sourceDc} (${d.domain}): no capture source reported`]
       : d.capture.filter((c) => c.state !== 'running').map((c) => `  ${d.sourceDc} (${d.domain}): ${c.source} ${c.state}${c.detail ? `: ${c.detail}` : ''}`)));
   if (notCapturing.length > 0) lines.push('', 'capture not running (password changes made there are not captured):', ...notCapturing);
+  const keys = dcs.flatMap((d) => (!d.sealingKeyId || !d.hubKeyIds?.length || d.hubKeyIds[0] === d.sealingKeyId ? []
+    : [`  ${d.sourceDc} (${d.domain}): seals for key ${d.sealingKeyId}, the hub has key ${d.hubKeyIds.join(', ')}: ${d.hubKeyIds.includes(d.sealingKeyId)
+      ? 'a retired key, still opened (6989): give it the current public key' : 'its changes for this hub are held there (6987): give it the hub\'s current public key'}`]));
+  if (keys.length > 0) lines.push('', 'notifiers sealing for another key than the hub\'s current one:', ...keys);
   return lines.join('\n');
 }
 

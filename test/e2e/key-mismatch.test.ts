@@ -47,8 +47,6 @@ before(async () => {
   otherKeyId = other.keyId;
   writeFileSync(path.join(lab.root, 'keys', 'other-hub.pub'), other.publicPem);
   await lab.startHub();
-  // After the hub's start: it writes both YAML files with its port.
-  editYaml(lab.notifierConfig, (doc) => { doc.targets[0].publicKey = 'keys/other-hub.pub'; });
 });
 
 after(async () => {
@@ -56,6 +54,19 @@ after(async () => {
 });
 
 test('a notifier sealing for another hub\'s key holds the change, the hub shows it pending at the DC, and it arrives once the key is fixed', async () => {
+  // alice is in sync with a first password, sent with the right key.
+  await lab.startNotifier();
+  const first = testPassword('alice-first');
+  await hook('alice', first);
+  await until('alice\'s first password in hr-csv', 30_000, async () => {
+    const hash = await storedHash(lab.hubConfig, 'hr-csv', 'alice');
+    return hash && await verifyPassword(hash, first) ? true : undefined;
+  }, lab.notifier);
+  assert.match(await status('alice'), /hr-csv\s+in-sync/);
+
+  // The notifier is given another hub's public key.
+  assert.equal(await lab.stop(lab.notifier), 0, lab.notifier!.stderr());
+  editYaml(lab.notifierConfig, (doc) => { doc.targets[0].publicKey = 'keys/other-hub.pub'; });
   await lab.startNotifier();
   // At start: the first report's answer names the hub's key, and the notifier names both.
   const mismatch = await until('event 6987 in the notifier log', 30_000, () => logLines(lab.notifierLog).find((l) => l.eventId === 6987), lab.notifier);
@@ -71,9 +82,15 @@ test('a notifier sealing for another hub\'s key holds the change, the hub shows 
     const out = await status('alice');
     return /pending at dc1\.corp\.example\.com: change of \S+ held/.test(out) ? out : undefined;
   });
+  // Not shown in-sync while her newer change waits at the DC.
+  assert.match(pending, /hr-csv\s+pending\s+\S+\s+-\s+pending at dc1\.corp\.example\.com/);
+  assert.doesNotMatch(pending, /in-sync/);
   assert.match(pending, new RegExp(`the hub has key ${hubKeyId}`));
   assert.match(pending, new RegExp(`the notifier's key for this hub is ${otherKeyId}`));
   assert.equal(logLines(lab.hubLog).filter((l) => l.eventId === 6946).length, 0, 'the hub was not sent a change it would refuse');
+  const dcs = spawnPwsync(['status', '--config', lab.hubConfig, '--dcs']);
+  assert.equal(await dcs.exited, 0, dcs.stderr());
+  assert.match(dcs.stdout(), new RegExp(`dc1\\.corp\\.example\\.com \\(corp\\.example\\.com\\): seals for key ${otherKeyId}, the hub has key ${hubKeyId}: its changes for this hub are held there \\(6987\\)`));
   assert.equal(await storedHash(lab.hubConfig, 'hr-csv', 'alice'), before);
   // Raised on every report, not once.
   await until('6987 raised again by a later report', 30_000, () => (logLines(lab.notifierLog).filter((l) => l.eventId === 6987).length >= 2 ? true : undefined));
