@@ -255,6 +255,7 @@ class CaptureImpl implements Capture {
   async publishDecided(target: CaptureTarget, account: AccountRef, change: QueuedChange, decision: { send: true } | { send: false; reason: string }): Promise<'queued' | 'notice'> {
     const id = change.changeId.toString('hex');
     if (decision.send) {
+      // Before the publish: once published, delivery may settle (and forget) the change at once.
       await this.opts.pending?.put(target.token, change, 'queued');
       await this.opts.broker.publish(deliverSubject(target.token), encodeQueuedChange(change), { msgId: deliverMsgId(id, target.token) });
       return 'queued';

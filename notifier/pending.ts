@@ -51,6 +51,11 @@ export class PendingIndex {
     await this.kv.delete(PendingIndex.key(token, change));
   }
 
+  /** Forgets every entry of a target: called when its queues are empty, so an entry a crash left behind does not stay. */
+  async clear(token: string): Promise<void> {
+    for (const k of await this.kv.keys(`${token}.`)) await this.kv.delete(k);
+  }
+
   /** The oldest `max` entries of a target, and how many more there are. */
   async list(token: string, max: number): Promise<{ entries: PendingEntry[]; omitted: number }> {
     const keys = await this.kv.keys(`${token}.`);

@@ -124,16 +124,20 @@ export async function startNotifier(config: NotifierConfig & { baseDir?: string 
         capture: captured, taken: await broker.kv('windows-taken'), host: n.host, log: log.child({ component: 'windows' }),
       }));
     }
+    const queued = async (i: number): Promise<number> => (await deliveries[i]!.queued()) + (await captured.held(captureTargets[i]!.token)) + (await keyHolds[i]!.count());
     reports = await startReports({
       broker, notifierId: n.host, domain: n.domain, host: n.host, intervalMs: n.report, log: log.child({ component: 'report' }),
       capture: () => [...sources.map((c) => c.state()), { source: 'hook', state: 'running', detail: '', lastCaptureMs: 0 }],
       targets: enabled.map((t, i) => ({
         name: t.name, token: captureTargets[i]!.token, channel: channels[i]!, timeoutMs: t.timeout,
         retryIntervalMs: t.retryInterval, maxRetryIntervalMs: t.maxRetryInterval,
-        queued: async () => (await deliveries[i]!.queued()) + (await captured.held(captureTargets[i]!.token)) + (await keyHolds[i]!.count()),
+        queued: () => queued(i),
         sealingKeyId: keyChecks[i]!.keyId,
         pending: async () => {
-          const { entries, omitted } = await pending.list(captureTargets[i]!.token, MAX_PENDING_REPORTED);
+          const token = captureTargets[i]!.token;
+          // The index is written beside the queues, not with them: a crash between the two can leave an entry behind.
+          if (await queued(i) === 0) await pending.clear(token);
+          const { entries, omitted } = await pending.list(token, MAX_PENDING_REPORTED);
           return { changes: entries.map((e) => pendingChange(e, keyChecks[i]!)), omitted };
         },
         hubKeys: async (ids) => {
