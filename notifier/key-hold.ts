@@ -41,8 +41,12 @@ export class HubKeyCheck {
     return this.state === 'current' || this.state === 'retired';
   }
 
-  /** After each report; a hub that names no keys (an older version) leaves the check unknown. */
-  update(ids: readonly string[]): void {
+  /**
+   * After each report; a hub that names no keys (an older version) leaves the check unknown. At
+   * start, with the keys the hub named last (`fromLastReport`), so that a notifier restarted with a
+   * wrong key holds its changes before the first report of this run.
+   */
+  update(ids: readonly string[], fromLastReport = false): void {
     const was = this.state;
     if (ids.length === 0) {
       this.state = 'unknown';
@@ -50,7 +54,7 @@ export class HubKeyCheck {
     }
     this.hubKeyIds = [...ids];
     this.state = ids[0] === this.keyId ? 'current' : ids.includes(this.keyId) ? 'retired' : 'mismatch';
-    const fields = { target: this.target, sealingKeyId: this.keyId, hubKeyIds: this.hubKeyIds };
+    const fields = { target: this.target, sealingKeyId: this.keyId, hubKeyIds: this.hubKeyIds, ...(fromLastReport ? { fromLastReport } : {}) };
     if (this.state === 'mismatch') logEvent(this.log, 6987, fields);
     else if (this.state === 'retired') logEvent(this.log, 6989, fields, { quiet: was === 'retired' });
     if (was === 'mismatch' && this.state !== 'mismatch') this.log.info(fields, 'the hub opens the notifier\'s key again: held changes are sent');

@@ -74,7 +74,11 @@ export async function startNotifier(config: NotifierConfig & { baseDir?: string 
   try {
     const pending = await PendingIndex.open(broker);
     const holdKey = loadHoldKey(n.dataDir);
+    // The keys each hub named in its last report answer: a mismatch is known before this run's first report.
+    const hubKeys = await broker.kv('hub-keys');
     for (const [i, t] of captureTargets.entries()) {
+      const last = await hubKeys.get(t.token);
+      if (last) keyChecks[i]!.update(JSON.parse(last.value.toString('utf8')) as string[], true);
       const hold = await KeyHold.open({ broker, target: t, check: keyChecks[i]!, holdKey, pending, log: log.child({ component: 'keys' }) });
       keyHolds.push(hold);
       t.keyHold = hold;
@@ -142,6 +146,7 @@ export async function startNotifier(config: NotifierConfig & { baseDir?: string 
         },
         hubKeys: async (ids) => {
           keyChecks[i]!.update(ids);
+          await hubKeys.put(captureTargets[i]!.token, Buffer.from(JSON.stringify(ids), 'utf8'));
           if (ids.length > 0) await keyHolds[i]!.releaseParked(ids);
         },
       })),
