@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
-import { spawnPwsync, until } from '../../cli/lab.ts';
+import { spawn } from 'node:child_process';
+import { PWSYNC_BIN, spawnPwsync, until } from '../../cli/lab.ts';
 import { testDir } from '../lib/dirs.ts';
 
 /**
@@ -34,14 +35,26 @@ async function demoWithHub(dir: string) {
 
 test('`pwsync demo | head -1`: output closed early, the demo stops its hub and notifier before it exits', async () => {
   const dir = testDir('demo-epipe');
-  const demo = spawnPwsync(['demo', '--dir', dir, '--keep']);
-  // Like `head -1`: read until the first line, then close the pipe.
-  await until('the demo\'s first line', 60_000, () => (demo.stdout().includes('\n') ? true : undefined), demo);
-  demo.proc.stdout!.destroy();
-  const code = await until('the demo to exit', 120_000, () => demo.proc.exitCode ?? undefined);
-  assert.notEqual(code, 0);
-  assert.match(demo.stderr(), /standard output was closed: stopping the hub and notifier it started/);
+  // A real pipeline: head exits after the first line, while the demo is still writing its next ones.
+  const sh = spawn('sh', ['-c', `"${process.execPath}" "${PWSYNC_BIN}" demo --dir "${dir}" --keep 2>"${dir}.err" | head -1`], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  sh.stdout.on('data', (d: Buffer) => { out += d.toString(); });
+  const code = await new Promise<number | null>((resolve) => sh.once('exit', resolve));
+  assert.equal(code, 0);
+  assert.match(out, /^pwsync demo in /);
+  assert.match(readFileSync(`${dir}.err`, 'utf8'), /standard output was closed: stopping the hub and notifier it started/);
   assert.ok(existsSync(path.join(dir, 'logs', 'hub.log')), 'the demo had started its hub');
+  assert.deepEqual(processesUsing(dir), []);
+});
+
+test('output closed while the demo waits for the change: it stops its hub and notifier too', async () => {
+  const dir = testDir('demo-epipe-late');
+  const demo = spawnPwsync(['demo', '--dir', dir, '--keep']);
+  await until('the demo\'s notifier started', 60_000, () => (/notifier started/.test(demo.stdout()) ? true : undefined), demo);
+  demo.proc.stdout!.destroy();
+  const code = await demo.exited;
+  assert.equal(code, 1);
+  assert.match(demo.stderr(), /standard output was closed: stopping the hub and notifier it started/);
   assert.deepEqual(processesUsing(dir), []);
 });
 
