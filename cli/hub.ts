@@ -11,8 +11,10 @@ export function register(program: Command): void {
     .action(async (opts: { config: string }) => {
       const config = await loadHubConfig(opts.config);
       const log = createLogger({ level: config.hub.log.level, file: config.hub.log.file, name: 'pwsync-hub' });
+      // Listened for before the start: a SIGTERM while starting stops the hub with a drain once it is up.
+      const signalled = untilSignal(log);
       const hub = await startHub(config, log);
-      const why = await Promise.race([untilSignal(), hub.failed]);
+      const why = await Promise.race([signalled, hub.failed]);
       if (why instanceof Error) {
         // A loop that stopped would leave the hub accepting changes it never applies: exit non-zero instead.
         process.exitCode = 1;

@@ -12,8 +12,10 @@ export function register(program: Command): void {
     .action(async (opts: { config: string }) => {
       const config = await loadNotifierConfig(opts.config, { checkFiles: true });
       const log = createLogger({ level: config.notifier.log.level, file: config.notifier.log.file, name: 'pwsync-notifier' });
+      // Listened for before the start: a SIGTERM while starting stops the notifier with a drain once it is up.
+      const signalled = untilSignal(log);
       const notifier = await startNotifier(config, log);
-      const signal = await untilSignal();
+      const signal = await signalled;
       log.info({ signal }, 'stopping: answering hook requests in flight, then draining deliveries');
       await notifier.stop();
       log.flush();

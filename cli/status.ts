@@ -8,7 +8,7 @@ import { EVENTS, isEventId } from '../core/events.ts';
 import { createLogger, silentLogger } from '../core/log.ts';
 import { parseDuration } from '../config/schema.ts';
 import { loadHubConfig, type LoadedHubConfig } from '../config/load.ts';
-import { failedMatching, latestOf, queryStatus, requeueOperation, retryOperation, showsFailure, type LatestApplied, type RetryFilter } from '../hub/admin.ts';
+import { describePending, failedMatching, latestOf, pendingAtDcs, queryStatus, requeueOperation, retryOperation, showsFailure, withPending, type LatestApplied, type RetryFilter } from '../hub/admin.ts';
 import { AuditTrail, localActor } from '../hub/audit.ts';
 import { DcRegistry, type DcRecord, type NoticeRecord } from '../hub/dc-registry.ts';
 import type { OperationStatus, SyncStatus } from '../hub/records.ts';
@@ -112,6 +112,10 @@ export function renderDcs(dcs: readonly DcRecord[], domains: LoadedHubConfig['do
     : d.capture.length === 0 ? [`  ${d.sourceDc} (${d.domain}): no capture source reported`]
       : d.capture.filter((c) => c.state !== 'running').map((c) => `  ${d.sourceDc} (${d.domain}): ${c.source} ${c.state}${c.detail ? `: ${c.detail}` : ''}`)));
   if (notCapturing.length > 0) lines.push('', 'capture not running (password changes made there are not captured):', ...notCapturing);
+  const keys = dcs.flatMap((d) => (!d.sealingKeyId || !d.hubKeyIds?.length || d.hubKeyIds[0] === d.sealingKeyId ? []
+    : [`  ${d.sourceDc} (${d.domain}): seals for key ${d.sealingKeyId}, the hub has key ${d.hubKeyIds.join(', ')}: ${d.hubKeyIds.includes(d.sealingKeyId)
+      ? 'a retired key, still opened (6989): give it the current public key' : 'its changes for this hub are held there (6987): give it the hub\'s current public key'}`]));
+  if (keys.length > 0) lines.push('', 'notifiers sealing for another key than the hub\'s current one:', ...keys);
   return lines.join('\n');
 }
 
@@ -180,16 +184,19 @@ export function register(program: Command): void {
       }
       const account = opts.account ? parseAccount(opts.account) : undefined;
       const result = await withState(opts.config, async (s, b, config) => {
+        const registry = await DcRegistry.open(b, silentLogger());
         const status = await queryStatus(s, { account, connector: opts.connector, failedOnly: opts.failed }, config.connectors.map((c) => c.name));
+        // Changes that wait at a DC's notifier: the account is not in sync while a newer one waits there.
+        const pending = pendingAtDcs(await registry.listDcs(), account);
         return {
-          ...status,
+          ...status, sync: withPending(status.sync, pending), pending,
           // Why a password did not even leave the DC; asked per account (a whole domain's would be long).
-          notices: account ? await (await DcRegistry.open(b, silentLogger())).listNotices(account) : [],
+          notices: account ? await registry.listNotices(account) : [],
           latest: account ? await latestOf(s, [...status.sync, ...status.operations]) : [],
           clockToleranceMs: config.hub.clockTolerance,
         };
       });
-      if (account && !result.accountKnown && result.notices.length === 0) {
+      if (account && !result.accountKnown && result.notices.length === 0 && result.pending.length === 0) {
         throw new UsageError(`no such account: ${opts.account!} (no change for it has reached this hub; check the name, or \`pwsync status --dcs\` for the domain controllers that report here)`);
       }
       // Notices are per hub, not per connector.
@@ -198,13 +205,15 @@ export function register(program: Command): void {
       // 3: a shown row failed (a person out of sync, a failed set-operation); 1 and 2 are errors.
       if (showsFailure(result)) process.exitCode = 3;
       if (opts.json) {
-        process.stdout.write(`${JSON.stringify({ sync: result.sync, operations, notices, latest: result.latest }, null, 2)}\n`);
+        process.stdout.write(`${JSON.stringify({ sync: result.sync, operations, notices, latest: result.latest, pending: account ? result.pending : undefined }, null, 2)}\n`);
         return;
       }
-      if (result.sync.length > 0 || notices.length === 0) {
+      const waiting = account ? result.pending : [];
+      if (result.sync.length > 0 || (notices.length === 0 && waiting.length === 0)) {
         process.stdout.write(`${result.sync.length > 0 ? renderSync(result.sync) : nothingToShow(opts, result.recorded)}\n`);
       }
-      if (notices.length > 0) process.stdout.write(`${result.sync.length > 0 ? '\n' : ''}${renderNotices(notices)}\n`);
+      if (waiting.length > 0) process.stdout.write(`${result.sync.length > 0 ? '\n' : ''}${waiting.map((p) => `${p.domain}\\${p.samAccountName}: ${describePending(p)}`).join('\n')}\n`);
+      if (notices.length > 0) process.stdout.write(`${result.sync.length + waiting.length > 0 ? '\n' : ''}${renderNotices(notices)}\n`);
       // Applied and superseded operations are history: listed with --operations.
       const shown = opts.operations ? operations : operations.filter((o) => o.state !== 'successful' && o.state !== 'superseded');
       if (shown.length > 0) process.stdout.write(`\n${renderOperations(shown)}\n`);

@@ -12,8 +12,10 @@ export function register(program: Command): void {
     .action(async (opts: { config: string; connector?: string }) => {
       const config = await loadWorkerConfig(opts.config);
       const log = createLogger({ level: config.worker.log.level, file: config.worker.log.file, name: 'pwsync-worker' });
+      // Listened for before the start: a SIGTERM while starting stops the worker with a drain once it is up.
+      const signalled = untilSignal(log);
       const worker = await startWorker(config, opts.connector, log);
-      const signal = await untilSignal();
+      const signal = await signalled;
       log.info({ signal }, 'stopping: finishing the set-operations in flight');
       await worker.stop();
       log.flush();

@@ -238,6 +238,21 @@ export const EVENTS = {
     text: 'a TLS certificate that callers are authenticated with (a DC\'s client certificate, or the hub\'s client CA) expires soon or has expired',
     fix: 'renew a DC\'s certificate with `pwsync tls client --ca-dir DIR --dc HOST --out DIR --force` and restart its notifier; a client CA near its end: `pwsync tls generate` a new one and issue every DC a certificate from it',
   },
+  6987: {
+    severity: 'error', retryable: true,
+    text: 'the notifier seals for a public key the target hub does not open: that target\'s changes are held at the notifier, not sent',
+    fix: 'give the notifier the hub\'s current public key (targets[].publicKey) and restart it, or put the key back in the hub\'s keys: if it was retired too early; held changes are then sent (README: key rotation)',
+  },
+  6988: {
+    severity: 'warning', retryable: true,
+    text: 'the hub refused a change as sealed for a key it does not open; the notifier keeps it (parked), it is not dropped',
+    fix: 'put the key the change was sealed for back in the hub\'s keys: (after the current one) and restart the hub: parked changes are sent at the next report',
+  },
+  6989: {
+    severity: 'warning', retryable: false,
+    text: 'the notifier seals for a retired key of the hub: accepted while the hub keeps that key',
+    fix: 'give the notifier the hub\'s current public key (targets[].publicKey) and restart it before the hub drops the retired key',
+  },
 } as const satisfies Record<number, EventDef>;
 
 export type EventId = keyof typeof EVENTS;

@@ -21,17 +21,34 @@ export interface LogOptions {
   sync?: boolean;
 }
 
+/** The file destination of each logger createLogger made with `file`, for reopenLogFile. */
+const files = new WeakMap<Logger, ReturnType<typeof pino.destination>>();
+
 export function createLogger(opts: LogOptions = {}): Logger {
   const destination = opts.file
     ? pino.destination({ dest: opts.file, mkdir: true, sync: opts.sync ?? false })
     : pino.destination({ fd: 1, sync: opts.sync ?? false });
-  return pino({
+  const log = pino({
     name: opts.name ?? 'pwsync',
     level: opts.level ?? 'info',
     redact: { paths: REDACT, censor: '[REDACTED]' },
     base: { pid: process.pid },
     timestamp: pino.stdTimeFunctions.isoTime,
   }, destination);
+  if (opts.file) files.set(log, destination);
+  return log;
+}
+
+/**
+ * Closes the logger's file and opens its path again: after logrotate moved the file away, the
+ * next lines go to a new file at the configured path (no copytruncate needed). False when the
+ * logger writes to standard output.
+ */
+export function reopenLogFile(log: Logger): boolean {
+  const destination = files.get(log);
+  if (!destination) return false;
+  destination.reopen();
+  return true;
 }
 
 /** A logger that writes nothing, for library use and tests that assert on return values. */

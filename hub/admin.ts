@@ -5,6 +5,7 @@ import { UsageError } from '../core/errors.ts';
 import { EVENTS } from '../core/events.ts';
 import type { Logger } from '../core/log.ts';
 import { localActor, type AuditTrail } from './audit.ts';
+import type { DcRecord } from './dc-registry.ts';
 import { encode, SETTLED_STATES, type OperationRecord, type OperationStatus, type SyncStatus } from './records.ts';
 import type { HubState } from './state.ts';
 import { opsSubject } from './targets.ts';
@@ -51,6 +52,43 @@ export async function queryStatus(state: HubState, q: StatusQuery, connectors?: 
 /** Whether what status shows holds a failure: a person out of sync, or a failed set-operation (`pwsync status` exits 3). */
 export function showsFailure(r: Pick<StatusResult, 'sync' | 'operations'>): boolean {
   return r.sync.some((s) => s.state === 'out-of-sync') || r.operations.some((o) => o.state === 'failed');
+}
+
+/** A change waiting at a DC's notifier for this hub, as that DC last reported it. */
+export interface PendingAtDc {
+  domain: string;
+  sourceDc: string;
+  samAccountName: string;
+  changeTime: number;
+  queuedSince: number;
+  held: string;
+}
+
+/** The changes the DCs last reported as waiting for this hub, for one account or all. */
+export function pendingAtDcs(dcs: readonly DcRecord[], account?: StatusQuery['account']): PendingAtDc[] {
+  return dcs.flatMap((d) => (d.pending ?? [])
+    .filter((p) => !account || (same(p.samAccountName, account.samAccountName) && (!account.domain || same(d.domain, account.domain))))
+    .map((p) => ({ domain: d.domain, sourceDc: d.sourceDc, samAccountName: p.samAccountName, changeTime: p.changeTime, queuedSince: p.queuedSince, held: p.held })))
+    .sort((a, b) => a.samAccountName.localeCompare(b.samAccountName) || a.changeTime - b.changeTime);
+}
+
+/** "pending at dc1: change of T held (…)" or "queued at dc1 since T". */
+export function describePending(p: PendingAtDc): string {
+  const at = formatTime;
+  return p.held ? `pending at ${p.sourceDc}: change of ${at(p.changeTime)} ${p.held}` : `queued at ${p.sourceDc} since ${at(p.queuedSince)} (change of ${at(p.changeTime)})`;
+}
+
+/**
+ * A row is not in-sync while a newer change of its account waits at a DC: it shows as pending,
+ * with where and why. (A change the hub has, but not yet applied, is pending already.)
+ */
+export function withPending(sync: readonly SyncStatus[], pending: readonly PendingAtDc[]): SyncStatus[] {
+  return sync.map((s) => {
+    const newer = pending.filter((p) => same(p.domain, s.domain) && same(p.samAccountName, s.samAccountName) && p.changeTime > s.changeTime);
+    if (newer.length === 0 || (s.state !== 'in-sync' && s.state !== 'pending')) return s;
+    const latest = newer[newer.length - 1]!;
+    return { ...s, state: 'pending', reason: describePending(latest) };
+  });
 }
 
 /**

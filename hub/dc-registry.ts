@@ -43,10 +43,27 @@ export interface DcRecord {
   capture: DcCapture[];
   /** Changes queued for this hub at the DC, as of its last report. */
   queued?: number;
+  /** Which accounts those are for (the oldest, bounded), as of its last report; `pendingOmitted` more. */
+  pending?: PendingRecord[];
+  pendingOmitted?: number;
+  /** The key id the DC's notifier seals for, and the hub's keys when it answered (current first). */
+  sealingKeyId?: string;
+  hubKeyIds?: string[];
   /** The DC's clock minus the hub's, as of its last report (ms). */
   clockSkewMs?: number;
   /** Event 6955 was raised and the DC has not reported since. */
   silent: boolean;
+}
+
+/** A change queued at a DC for this hub: who, when, and why it waits there if it is held. */
+export interface PendingRecord {
+  samAccountName: string;
+  objectGuid: string;
+  userPrincipalName: string;
+  changeTime: number;
+  queuedSince: number;
+  /** Empty while it is only waiting for delivery. */
+  held: string;
 }
 
 /** A change a DC did not send to this hub, and why; the latest per (account, target). */
@@ -70,6 +87,8 @@ const SUBMIT_WRITE_EVERY_MS = 30_000;
 const CAS_TRIES = 8;
 const SKEW_WARN_MS = 5 * 60_000;
 const MAX_TEXT = 1024;
+/** Pending changes kept per DC (the notifier sends at most as many per report). */
+const MAX_PENDING = 1_000;
 
 const dcKey = (domain: string, sourceDc: string): string => `${keyPart(domain.toLowerCase())}.${keyPart(sourceDc.toLowerCase())}`;
 const clip = (s: string): string => (s.length > MAX_TEXT ? `${s.slice(0, MAX_TEXT)}…` : s);
@@ -110,14 +129,24 @@ export class DcRegistry {
   }
 
   /** Records a report: liveness, capture state and queue. Raises 6956 the first time and after silence. */
-  async recordReport(domain: DomainConfig, req: ReportRequest__Output, caller: CallerIdentity): Promise<DcRecord> {
+  async recordReport(domain: DomainConfig, req: ReportRequest__Output, caller: CallerIdentity, hubKeyIds: readonly string[] = []): Promise<DcRecord> {
     const now = this.now();
+    // Shown to admins as it came: an entry whose names hold a control character is left out (6979's rule).
+    const pending = (req.pending ?? []).filter((p) => p.account?.samAccountName && !controlCharacterIn({
+      sam: p.account.samAccountName, guid: p.account.objectGuid, upn: p.account.userPrincipalName, held: p.held,
+    })).slice(0, MAX_PENDING).map((p): PendingRecord => ({
+      samAccountName: clip(p.account!.samAccountName), objectGuid: clip(p.account!.objectGuid), userPrincipalName: clip(p.account!.userPrincipalName),
+      changeTime: p.changeTimeMs, queuedSince: p.queuedSinceMs, held: clip(p.held),
+    }));
+    const omitted = (req.pendingOmitted ?? 0) + Math.max(0, (req.pending?.length ?? 0) - MAX_PENDING);
     const skew = req.sentTimeMs > 0 ? req.sentTimeMs - now : undefined;
     const rec = await this.touch(domain.name, req.sourceDc, caller, req.notifierId, now, (r) => ({
       ...r,
       lastReport: now,
       capture: req.capture.slice(0, 16).map((c) => ({ source: clip(c.source), state: clip(c.state), detail: clip(c.detail), lastCaptureMs: c.lastCaptureMs })),
       queued: req.queued,
+      pending, pendingOmitted: omitted,
+      ...(req.sealingKeyId ? { sealingKeyId: clip(req.sealingKeyId), hubKeyIds: [...hubKeyIds] } : {}),
       ...(skew !== undefined ? { clockSkewMs: skew } : {}),
     }));
     if (skew !== undefined && Math.abs(skew) > SKEW_WARN_MS) {
@@ -246,6 +275,8 @@ export class DcRegistry {
 
 export interface ReportHandlerOptions {
   domains: readonly DomainConfig[];
+  /** The hub's key ids (hex), current first: answered so that a notifier sealing for another key holds its changes. */
+  keyIds?: readonly string[];
   authorizer: DomainAuthorizer;
   registry: DcRegistry;
   log: Logger;
@@ -273,7 +304,7 @@ export function createReportHandler(opts: ReportHandlerOptions): (req: ReportReq
     if (!req.sourceDc) throw new HubRefusal('malformed', 'a report needs source_dc (the DC\'s host name)');
     await opts.authorizer.authorize(caller, domain);
     signal?.throwIfAborted();
-    await opts.registry.recordReport(domain, req, caller);
+    await opts.registry.recordReport(domain, req, caller, opts.keyIds);
     const notices: NoticeRecord[] = [];
     const stored: Buffer[] = [];
     for (const n of req.notices) {
@@ -308,7 +339,7 @@ export function createReportHandler(opts: ReportHandlerOptions): (req: ReportReq
     signal?.throwIfAborted();
     if (notices.length > 0) await storeAll(notices, stored, opts.registry, opts.log);
     if (stored.length > 0) opts.log.info({ domain: domain.name, sourceDc: req.sourceDc, notices: stored.length }, 'out-of-scope notices stored');
-    return { hubTimeMs: now(), storedNoticeIds: stored };
+    return { hubTimeMs: now(), storedNoticeIds: stored, keyIds: [...opts.keyIds ?? []] };
   };
 }
 

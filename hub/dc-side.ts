@@ -25,7 +25,8 @@ export interface DomainSide {
   stop(): Promise<void>;
 }
 
-export async function startDomainSide(config: { hub: { clockTolerance: number }; domains: readonly DomainConfig[]; baseDir: string }, broker: Broker, log: Logger): Promise<DomainSide> {
+/** `keyIds`: the hub's keys (hex, current first), answered to each report. */
+export async function startDomainSide(config: { hub: { clockTolerance: number }; domains: readonly DomainConfig[]; baseDir: string }, broker: Broker, log: Logger, keyIds: readonly string[] = []): Promise<DomainSide> {
   const authorizer = createDcAuthorizer({ domains: config.domains, baseDir: config.baseDir, log: log.child({ component: 'dc-check' }) });
   const registryLog = log.child({ component: 'dcs' });
   const registry = await DcRegistry.open(broker, registryLog);
@@ -34,7 +35,7 @@ export async function startDomainSide(config: { hub: { clockTolerance: number };
     authorizer,
     registry,
     ...(config.domains.some((d) => d.directory) ? { lookupSpn: (spn: string) => authorizer.lookupSpn(spn) } : {}),
-    report: createReportHandler({ domains: config.domains, authorizer, registry, log: registryLog, clockToleranceMs: config.hub.clockTolerance }),
+    report: createReportHandler({ domains: config.domains, keyIds, authorizer, registry, log: registryLog, clockToleranceMs: config.hub.clockTolerance }),
     submitted: async (req, caller) => {
       try {
         await registry.recordSubmit(config.domains, req.notifierId, req.changes, caller);

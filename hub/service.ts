@@ -179,7 +179,7 @@ export async function startHub(config: HubConfigFile, log: Logger): Promise<Runn
         failed(e instanceof Error ? e : new Error(describeError(e)));
       });
     }
-    const dcs = domainSide = await startDomainSide(config, broker, log);
+    const dcs = domainSide = await startDomainSide(config, broker, log, keyring.ids());
     const ingest = new Ingest(broker, keyring, config.domains, dcs.authorizer, log.child({ component: 'ingest' }), config.hub.clockTolerance);
     const clientCa = config.hub.tls.clientCa ? readFileSync(config.hub.tls.clientCa) : undefined;
     server = await createHubServer({

@@ -9,7 +9,9 @@ import type { Logger } from '../core/log.ts';
 import type { Secret } from '../core/secret.ts';
 import { logEvent } from './event-log.ts';
 import { HookProtocolError, type HookChange } from './hook-protocol.ts';
+import type { KeyHold } from './key-hold.ts';
 import { encodeNotice, noticeSubject } from './notice.ts';
+import type { PendingIndex } from './pending.ts';
 import { decodeQueuedChange, deliverMsgId, deliverSubject, encodeQueuedChange, type QueuedChange } from './queued-change.ts';
 import { ScopeUnavailable, type Scope } from './scope.ts';
 
@@ -31,6 +33,8 @@ export interface CaptureTarget {
   /** subjectToken(name) */
   token: string;
   recipient: RecipientKey;
+  /** Holds the target's changes while the hub does not open its key (notifier/key-hold.ts). */
+  keyHold?: KeyHold;
 }
 
 /** A change sealed by its capturer: no password, one envelope per hub key. */
@@ -69,6 +73,8 @@ export interface CaptureOptions {
   log: Logger;
   /** notifier.clockTolerance: a change stamped further ahead of this DC's clock is refused (6974). */
   clockToleranceMs: number;
+  /** Which accounts wait, per target, for the Report; none kept when absent. */
+  pending?: PendingIndex;
   now?: () => number;
   /** First wait before a held change's scope is tried again; doubles up to holdRetryMaxMs. */
   holdRetryMs?: number;
@@ -87,6 +93,8 @@ export interface Capture {
   presealed(change: PresealedCapture): Promise<string>;
   /** Changes held for a target (by its token) until their scope can be decided. */
   held(targetToken: string): Promise<number>;
+  /** A change released from the key hold, resealed for the target's key: routed by its scope like a new one. */
+  resealed(target: CaptureTarget, change: QueuedChange): Promise<void>;
   /** Stops the held-change loops (what they hold stays queued). */
   stop(): Promise<void>;
 }
@@ -136,9 +144,18 @@ class CaptureImpl implements Capture {
       const changeTime = change.changeTime ?? this.now();
       this.checkChangeTime(account, changeTime, changeId);
       const binding = this.bindingOf(account, changeId, changeTime);
-      const queued = this.opts.targets.map((target) => ({ target, change: queuedOf(binding, account, seal(target.recipient, binding, password)) }));
+      const queued: Array<{ target: CaptureTarget; change: QueuedChange }> = [];
+      const keyHeld: string[] = [];
+      for (const target of this.opts.targets) {
+        if (target.keyHold && await target.keyHold.holding()) {
+          await target.keyHold.hold(binding, queuedOf(binding, account, Buffer.alloc(0)), password);
+          keyHeld.push(target.name);
+        } else {
+          queued.push({ target, change: queuedOf(binding, account, seal(target.recipient, binding, password)) });
+        }
+      }
       password.dispose();
-      await this.route(account, queued);
+      await this.route(account, queued, keyHeld);
       return changeId.toString('hex');
     } finally {
       password.dispose();
@@ -210,11 +227,15 @@ class CaptureImpl implements Capture {
     return id;
   }
 
+  async resealed(target: CaptureTarget, change: QueuedChange): Promise<void> {
+    await this.routeOne(target, accountOf(change), change);
+  }
+
   /** Routes each target's sealed copy by its scope; resolves once every publish is durable. */
-  private async route(account: AccountRef, queued: Array<{ target: CaptureTarget; change: QueuedChange }>): Promise<void> {
+  private async route(account: AccountRef, queued: Array<{ target: CaptureTarget; change: QueuedChange }>, keyHeld: string[] = []): Promise<void> {
     const outcomes = await Promise.all(queued.map(({ target, change }) => this.routeOne(target, account, change)));
     const sent = queued.filter((_, i) => outcomes[i] === 'queued').map((q) => q.target.name);
-    const held = queued.filter((_, i) => outcomes[i] === 'held').map((q) => q.target.name);
+    const held = [...keyHeld, ...queued.filter((_, i) => outcomes[i] === 'held').map((q) => q.target.name)];
     const id = queued[0]?.change.changeId.toString('hex');
     this.opts.log.info({ changeId: id, domain: account.domain, account: account.samAccountName, targets: sent, ...(held.length ? { held } : {}) },
       sent.length + held.length > 0 ? 'password change queued' : 'password change is in no target\'s scope; nothing queued');
@@ -241,9 +262,12 @@ class CaptureImpl implements Capture {
   async publishDecided(target: CaptureTarget, account: AccountRef, change: QueuedChange, decision: { send: true } | { send: false; reason: string }): Promise<'queued' | 'notice'> {
     const id = change.changeId.toString('hex');
     if (decision.send) {
+      // Before the publish: once published, delivery may settle (and forget) the change at once.
+      await this.opts.pending?.put(target.token, change, 'queued');
       await this.opts.broker.publish(deliverSubject(target.token), encodeQueuedChange(change), { msgId: deliverMsgId(id, target.token) });
       return 'queued';
     }
+    await this.opts.pending?.drop(target.token, change);
     logEvent(this.opts.log, 6958, { target: target.name, account: account.samAccountName, changeId: id, reason: decision.reason });
     const notice = {
       noticeId: change.changeId, account: change.account!, changeTimeMs: change.changeTimeMs, target: target.name, reason: decision.reason,
@@ -254,6 +278,7 @@ class CaptureImpl implements Capture {
 
   private async publishHold(target: CaptureTarget, change: QueuedChange): Promise<void> {
     const id = change.changeId.toString('hex');
+    await this.opts.pending?.put(target.token, change, 'scope');
     await this.opts.broker.publish(holdSubject(target.token), encodeQueuedChange(change), { msgId: `${id}.${target.token}.hold` });
     this.holds.get(target.token)?.wake();
   }

@@ -9,6 +9,8 @@ import type { ReportResponse__Output } from '../proto/generated/pwsync/v1/Report
 import type { SubmitRequest } from '../proto/generated/pwsync/v1/SubmitRequest.ts';
 import { watchQueueAge } from './age-watch.ts';
 import { logEvent } from './event-log.ts';
+import { refusedKeyId, type HubKeyCheck, type KeyHold } from './key-hold.ts';
+import type { PendingIndex } from './pending.ts';
 import { decodeQueuedChange, deliverConsumer, deliverSubject, type QueuedChange } from './queued-change.ts';
 
 /**
@@ -53,6 +55,10 @@ export interface DeliveryOptions {
   now?: () => number;
   /** How long one fetch waits for a change before looping (also bounds how soon stop is seen). */
   fetchWaitMs?: number;
+  /** While the hub does not open the target's key nothing is sent; a change it refuses as sealed for another key is parked. */
+  keys?: { check: HubKeyCheck; hold: KeyHold };
+  /** Forgets a change here once the hub has it (or it is dropped). */
+  pending?: PendingIndex;
 }
 
 export interface TargetDelivery {
@@ -132,6 +138,11 @@ class DeliveryLoop {
   }
 
   private async step(): Promise<void> {
+    if (this.opts.keys?.check.holding) {
+      // Held (6987): the queue keeps every change, sealed, until a report says the hub opens the key.
+      await this.pause(Math.min(this.opts.fetchWaitMs ?? 5_000, 1_000));
+      return;
+    }
     const batch = await this.consumer.fetch({
       max: this.batchLimit, expiresMs: this.opts.fetchWaitMs ?? 5_000, signal: this.signal,
     });
@@ -163,7 +174,7 @@ class DeliveryLoop {
       const ageMs = this.now() - delivery.publishedAt;
       if (ageMs > this.opts.maxAgeMs) {
         logEvent(this.log, 6945, { changeId: id, domain: change.domain, account: change.account?.samAccountName, ageMs, maxAgeMs: this.opts.maxAgeMs });
-        dropped.push(delivery.terminate());
+        dropped.push(this.settle(delivery.terminate(), change));
         continue;
       }
       out.push({ delivery, change, id });
@@ -191,12 +202,17 @@ class DeliveryLoop {
     let accepted = 0;
     for (const s of batch) {
       const ack = byId.get(s.id);
+      const keyId = ack?.status === 'REJECTED' && this.opts.keys ? refusedKeyId(ack.reason) : undefined;
       if (ack?.status === 'ACCEPTED_DURABLE' || ack?.status === 'DUPLICATE') {
-        settled.push(s.delivery.ack());
+        settled.push(this.settle(s.delivery.ack(), s.change));
         accepted++;
+      } else if (keyId && this.opts.keys) {
+        // Sealed for a key the hub does not open (any more): kept, never dropped on that reason.
+        const keys = this.opts.keys;
+        settled.push(keys.hold.park(s.change, keyId).then(() => s.delivery.terminate()));
       } else if (ack?.status === 'REJECTED') {
         logEvent(this.log, 6946, { changeId: s.id, domain: s.change.domain, account: s.change.account?.samAccountName, reason: ack.reason });
-        settled.push(s.delivery.terminate());
+        settled.push(this.settle(s.delivery.terminate(), s.change));
       } else {
         missing.push(s);
       }
@@ -210,6 +226,12 @@ class DeliveryLoop {
     }
     this.log.debug({ sent: batch.length, accepted, retry: missing.length }, 'batch delivered');
     return missing;
+  }
+
+  /** After an ack or terminate: the change no longer waits here. */
+  private async settle(done: Promise<void>, change: QueuedChange): Promise<void> {
+    await done;
+    await this.opts.pending?.drop(this.opts.target.token, change);
   }
 
   private failed(count: number, error: string, cause?: unknown): void {

@@ -2,6 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Broker, Consumer, Delivery } from '../core/broker.ts';
 import { describeError } from '../core/errors.ts';
 import type { Logger } from '../core/log.ts';
+import type { PendingChange } from '../proto/generated/pwsync/v1/PendingChange.ts';
 import type { ReportRequest } from '../proto/generated/pwsync/v1/ReportRequest.ts';
 import type { ReportResponse__Output } from '../proto/generated/pwsync/v1/ReportResponse.ts';
 import { MAX_REPORT_NOTICES } from '../proto/service.ts';
@@ -27,6 +28,12 @@ export interface ReportTarget {
   channel: ReportChannel;
   /** Changes waiting for this hub (delivery queue and held changes). */
   queued: () => Promise<number>;
+  /** Which accounts those are (a bounded list, the oldest first) and how many more. */
+  pending?: () => Promise<{ changes: PendingChange[]; omitted: number }>;
+  /** Hex key id of the public key the notifier seals for this hub. */
+  sealingKeyId?: string;
+  /** The hub's answer named the keys it opens (current first). */
+  hubKeys?: (keyIds: string[]) => Promise<void>;
   /** First wait after a failed report, doubled up to maxRetryIntervalMs (default 5 s, and intervalMs). */
   retryIntervalMs?: number;
   maxRetryIntervalMs?: number;
@@ -128,11 +135,14 @@ class ReportLoop {
       }
     }
     let res: ReportResponse__Output;
+    const pending = await this.target.pending?.();
     try {
       res = await this.target.channel.report({
         notifierId: this.opts.notifierId, domain: this.opts.domain, sourceDc: this.opts.host,
         capture: this.opts.capture().map((c) => ({ source: c.source, state: c.state, detail: c.detail, lastCaptureMs: c.lastCaptureMs })),
         notices: notices.map(({ n }) => n), sentTimeMs: this.now(), queued: await this.target.queued(),
+        ...(pending ? { pending: pending.changes, pendingOmitted: pending.omitted } : {}),
+        ...(this.target.sealingKeyId ? { sealingKeyId: this.target.sealingKeyId } : {}),
       });
     } catch (e) {
       this.failures++;
@@ -148,6 +158,7 @@ class ReportLoop {
     }
     if (this.failures > 0) this.log.info({ failures: this.failures }, 'reports to the hub resumed');
     this.failures = 0;
+    await this.target.hubKeys?.(res.keyIds);
     const stored = new Set(res.storedNoticeIds.map((id) => Buffer.from(id).toString('hex')));
     await Promise.all(notices.map(async ({ d, n }) => {
       if (stored.has(n.noticeId.toString('hex'))) return d.ack();

@@ -16,11 +16,14 @@ import { targetAuthenticator } from './authentication.ts';
 import { createCapture, type Capture, type CaptureTarget } from './capture.ts';
 import { startDelivery, type HubChannel, type TargetDelivery } from './delivery.ts';
 import type { HookChange } from './hook-protocol.ts';
+import type { PendingChange } from '../proto/generated/pwsync/v1/PendingChange.ts';
 import { startHookServer, type HookServer } from './hook-server.ts';
 import type { CaptureSource } from './capture-source.ts';
 import { startSambaCapture } from './samba/supervisor.ts';
 import { startWindowsCapture } from './windows/spool-drain.ts';
 import { startReports, type RunningReports } from './report.ts';
+import { HubKeyCheck, KeyHold, loadHoldKey } from './key-hold.ts';
+import { PendingIndex, type PendingEntry } from './pending.ts';
 import type { Scope } from './scope.ts';
 import { scopeFromConfig } from './scope-ldap.ts';
 
@@ -55,6 +58,7 @@ export async function startNotifier(config: NotifierConfig & { baseDir?: string 
   const captureTargets: CaptureTarget[] = enabled.map((t) => ({
     name: t.name, token: subjectToken(t.name), recipient: targetRecipient(t),
   }));
+  const keyChecks = captureTargets.map((t) => new HubKeyCheck(t.name, t.recipient.keyId.toString('hex'), log.child({ component: 'keys' })));
   const channelFor = seams.channelFor ?? ((t: TargetConfig) => grpcChannel(t, n.kerberos));
   const channels: HubChannel[] = [];
   const deliveries: TargetDelivery[] = [];
@@ -68,12 +72,25 @@ export async function startNotifier(config: NotifierConfig & { baseDir?: string 
   mkdirSync(n.dataDir, { recursive: true, mode: 0o700 });
   const broker: Broker = openSqliteBroker({ file: join(n.dataDir, 'notifier.db'), groupCommitMs: 3, log: log.child({ component: 'broker' }) });
   const inFlight = new Set<Promise<unknown>>();
+  const keyHolds: KeyHold[] = [];
   try {
-    for (const t of enabled) {
+    const pending = await PendingIndex.open(broker);
+    const holdKey = loadHoldKey(n.dataDir);
+    // The keys each hub named in its last report answer: a mismatch is known before this run's first report.
+    const hubKeys = await broker.kv('hub-keys');
+    for (const [i, t] of captureTargets.entries()) {
+      const last = await hubKeys.get(t.token);
+      if (last) keyChecks[i]!.update(JSON.parse(last.value.toString('utf8')) as string[], true);
+      const hold = await KeyHold.open({ broker, target: t, check: keyChecks[i]!, holdKey, pending, log: log.child({ component: 'keys' }) });
+      keyHolds.push(hold);
+      t.keyHold = hold;
+    }
+    for (const [i, t] of enabled.entries()) {
       const channel = channelFor(t);
       channels.push(channel);
       deliveries.push(await startDelivery({
         broker, channel, notifierId: n.host, warnAgeMs: n.queue.warnAge, maxAgeMs: n.queue.maxAge,
+        keys: { check: keyChecks[i]!, hold: keyHolds[i]! }, pending,
         log: log.child({ component: 'delivery' }),
         target: {
           name: t.name, token: subjectToken(t.name), batchSize: t.batchSize,
@@ -86,10 +103,11 @@ export async function startNotifier(config: NotifierConfig & { baseDir?: string 
       setting: `targets[${t.name}].tls.cert`, file: t.tls.cert!, pem: readTargetFile(t, 'tls.cert', t.tls.cert!),
     })));
     capture = await createCapture({
-      broker, targets: captureTargets, scope, domain: n.domain, host: n.host, clockToleranceMs: n.clockTolerance,
+      broker, targets: captureTargets, scope, domain: n.domain, host: n.host, clockToleranceMs: n.clockTolerance, pending,
       log: log.child({ component: 'capture' }),
     });
     const captured = capture;
+    for (const t of captureTargets) t.keyHold!.start((change) => captured.resealed(t, change));
     hook = await startHookServer({
       path: n.hook.socket, mode: parseInt(n.hook.mode, 8), timeoutMs: n.hook.timeout, log: log.child({ component: 'hook' }),
       // Tracked so that stop() closes the broker only after every change in flight is durable.
@@ -116,13 +134,27 @@ export async function startNotifier(config: NotifierConfig & { baseDir?: string 
         capture: captured, taken: await broker.kv('windows-taken'), host: n.host, log: log.child({ component: 'windows' }),
       }));
     }
+    const queued = async (i: number): Promise<number> => (await deliveries[i]!.queued()) + (await captured.held(captureTargets[i]!.token)) + (await keyHolds[i]!.count());
     reports = await startReports({
       broker, notifierId: n.host, domain: n.domain, host: n.host, intervalMs: n.report, log: log.child({ component: 'report' }),
       capture: () => [...sources.map((c) => c.state()), { source: 'hook', state: 'running', detail: '', lastCaptureMs: 0 }],
       targets: enabled.map((t, i) => ({
         name: t.name, token: captureTargets[i]!.token, channel: channels[i]!, timeoutMs: t.timeout,
         retryIntervalMs: t.retryInterval, maxRetryIntervalMs: t.maxRetryInterval,
-        queued: async () => (await deliveries[i]!.queued()) + (await captured.held(captureTargets[i]!.token)),
+        queued: () => queued(i),
+        sealingKeyId: keyChecks[i]!.keyId,
+        pending: async () => {
+          const token = captureTargets[i]!.token;
+          // The index is written beside the queues, not with them: a crash between the two can leave an entry behind.
+          if (await queued(i) === 0) await pending.clear(token);
+          const { entries, omitted } = await pending.list(token, MAX_PENDING_REPORTED);
+          return { changes: entries.map((e) => pendingChange(e, keyChecks[i]!)), omitted };
+        },
+        hubKeys: async (ids) => {
+          keyChecks[i]!.update(ids);
+          await hubKeys.put(captureTargets[i]!.token, Buffer.from(JSON.stringify(ids), 'utf8'));
+          if (ids.length > 0) await keyHolds[i]!.releaseParked(ids);
+        },
       })),
     });
   } catch (e) {
@@ -131,6 +163,7 @@ export async function startNotifier(config: NotifierConfig & { baseDir?: string 
     await Promise.all(sources.map((c) => c.stop()));
     await hook?.close();
     await capture?.stop();
+    await Promise.all(keyHolds.map((k) => k.stop()));
     await Promise.all(deliveries.map((d) => d.stop()));
     for (const c of channels) c.close();
     await scope.close?.();
@@ -150,6 +183,7 @@ export async function startNotifier(config: NotifierConfig & { baseDir?: string 
     await hookServer.close();
     await Promise.allSettled([...inFlight]);
     await captureStop.stop();
+    await Promise.all(keyHolds.map((k) => k.stop()));
     await reports?.stop();
     state = 'draining';
     const drained = Promise.all(deliveries.map((d) => d.stop())).then(() => true);
@@ -174,6 +208,23 @@ export async function startNotifier(config: NotifierConfig & { baseDir?: string 
       return state;
     },
     stop: () => (stopping ??= stop()),
+  };
+}
+
+/** Accounts named per report and target; beyond it the report says how many more (pending_omitted). */
+const MAX_PENDING_REPORTED = 1_000;
+
+function pendingChange(e: PendingEntry, check: HubKeyCheck): PendingChange {
+  const held = e.where === 'key' ? `held: the notifier's key for this hub is ${check.keyId}, the hub has key ${check.hubKeyIds.join(', ') || 'unknown'} (6987); kept sealed for the notifier's hold key until that is fixed`
+    : e.where === 'parked' ? `parked: the hub refused it as sealed for key ${e.keyId ?? 'unknown'} (6988)`
+      : e.where === 'scope' ? 'held until its scope can be decided (6957)'
+        : check.reason() ?? '';
+  return {
+    account: {
+      samAccountName: e.samAccountName, objectGuid: e.objectGuid, objectSid: e.objectSid,
+      userPrincipalName: e.userPrincipalName, distinguishedName: e.distinguishedName,
+    },
+    changeTimeMs: e.changeTimeMs, queuedSinceMs: e.sinceMs, held,
   };
 }
 

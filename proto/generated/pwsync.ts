@@ -6,6 +6,7 @@ import type { AdminClient as _pwsync_v1_AdminClient, AdminDefinition as _pwsync_
 import type { CaptureState as _pwsync_v1_CaptureState, CaptureState__Output as _pwsync_v1_CaptureState__Output } from './pwsync/v1/CaptureState.ts';
 import type { ChangeAck as _pwsync_v1_ChangeAck, ChangeAck__Output as _pwsync_v1_ChangeAck__Output } from './pwsync/v1/ChangeAck.ts';
 import type { PasswordSyncClient as _pwsync_v1_PasswordSyncClient, PasswordSyncDefinition as _pwsync_v1_PasswordSyncDefinition } from './pwsync/v1/PasswordSync.ts';
+import type { PendingChange as _pwsync_v1_PendingChange, PendingChange__Output as _pwsync_v1_PendingChange__Output } from './pwsync/v1/PendingChange.ts';
 import type { PingRequest as _pwsync_v1_PingRequest, PingRequest__Output as _pwsync_v1_PingRequest__Output } from './pwsync/v1/PingRequest.ts';
 import type { PingResponse as _pwsync_v1_PingResponse, PingResponse__Output as _pwsync_v1_PingResponse__Output } from './pwsync/v1/PingResponse.ts';
 import type { ReportRequest as _pwsync_v1_ReportRequest, ReportRequest__Output as _pwsync_v1_ReportRequest__Output } from './pwsync/v1/ReportRequest.ts';
@@ -31,6 +32,7 @@ export interface ProtoGrpcType {
       CaptureState: MessageTypeDefinition<_pwsync_v1_CaptureState, _pwsync_v1_CaptureState__Output>
       ChangeAck: MessageTypeDefinition<_pwsync_v1_ChangeAck, _pwsync_v1_ChangeAck__Output>
       PasswordSync: SubtypeConstructor<typeof grpc.Client, _pwsync_v1_PasswordSyncClient> & { service: _pwsync_v1_PasswordSyncDefinition }
+      PendingChange: MessageTypeDefinition<_pwsync_v1_PendingChange, _pwsync_v1_PendingChange__Output>
       PingRequest: MessageTypeDefinition<_pwsync_v1_PingRequest, _pwsync_v1_PingRequest__Output>
       PingResponse: MessageTypeDefinition<_pwsync_v1_PingResponse, _pwsync_v1_PingResponse__Output>
       ReportRequest: MessageTypeDefinition<_pwsync_v1_ReportRequest, _pwsync_v1_ReportRequest__Output>

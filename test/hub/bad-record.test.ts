@@ -180,7 +180,7 @@ test('a report\'s notices are stored in one write, each on its own when that fai
     const notices = [
       notice('alice'), notice('future', Number.MAX_SAFE_INTEGER), notice('year9999', YEAR_9999), notice('broken'), notice('later'), notice('bob'),
     ];
-    const res = await report({ notifierId: 'dc1', domain: DOMAIN, sourceDc: 'dc1.corp.example.com', capture: [], notices, sentTimeMs: Date.now(), queued: 0 }, { principal: 'dc1$', mechanism: 'tls', peer: '127.0.0.1' });
+    const res = await report({ notifierId: 'dc1', domain: DOMAIN, sourceDc: 'dc1.corp.example.com', capture: [], notices, sentTimeMs: Date.now(), queued: 0, pending: [], pendingOmitted: 0, sealingKeyId: '' }, { principal: 'dc1$', mechanism: 'tls', peer: '127.0.0.1' });
     const answered = new Set(res.storedNoticeIds!.map((id) => Buffer.from(id).toString('hex')));
     const name = (n: (typeof notices)[number]): string => n.account.samAccountName;
     assert.deepEqual(notices.filter((n) => answered.has(n.noticeId.toString('hex'))).map(name), ['alice', 'future', 'year9999', 'broken', 'bob'], 'only the one the broker could not take now is sent again');

@@ -166,7 +166,7 @@ test('a DC silent past dcSilentAfter raises 6955 once; reporting again raises 69
     const registry = await DcRegistry.open(broker, log.log, () => now);
     const d: DomainConfig = { ...DOMAIN, dcSilentAfter: 3_600_000 };
     const caller = { principal: 'DC2$@PWSYNC.TEST', mechanism: 'kerberos' as const, peer: 'p' };
-    const report = { notifierId: 'dc2', domain: 'pwsync.test', sourceDc: 'dc2.pwsync.test', capture: [], notices: [], sentTimeMs: now, queued: 0 };
+    const report = { notifierId: 'dc2', domain: 'pwsync.test', sourceDc: 'dc2.pwsync.test', capture: [], notices: [], sentTimeMs: now, queued: 0, pending: [], pendingOmitted: 0, sealingKeyId: '' };
     await registry.recordReport(d, report, caller);
     const hubStart = now;
     now += 3_500_000;
@@ -198,7 +198,7 @@ test('a DC silent past dcSilentAfter raises 6955 once; reporting again raises 69
 
 test('`pwsync status` says why an account\'s password was not sent, and which DCs do not capture', async () => {
   await hub.registry.recordReport(DOMAIN, {
-    notifierId: 'dc3', domain: 'pwsync.test', sourceDc: 'DC3', sentTimeMs: Date.now(), queued: 7, notices: [],
+    notifierId: 'dc3', domain: 'pwsync.test', sourceDc: 'DC3', sentTimeMs: Date.now(), queued: 7, notices: [], pending: [], pendingOmitted: 0, sealingKeyId: '',
     capture: [{ source: 'samba', state: 'restarting', detail: 'samba-tool syncpasswords exited with status 255', lastCaptureMs: 0 }],
   }, { principal: 'DC3$@PWSYNC.TEST', mechanism: 'kerberos', peer: 'p' });
   const account = spawnPwsync(['status', '--config', hub.hubConfig, '--account', 'pwsync.test\\carol']);

@@ -43,7 +43,7 @@ function notice(sam: string, over: Partial<QueuedNotice['account']> = {}): Queue
 
 const notices = (prefix: string, n: number): QueuedNotice[] => Array.from({ length: n }, (_, i) => notice(`${prefix}${i}`));
 const report = (sourceDc: string, list: QueuedNotice[], over: { domain?: string } = {}) => ({
-  notifierId: sourceDc.toLowerCase(), domain: over.domain ?? 'pwsync.test', sourceDc, sentTimeMs: Date.now(), queued: 0, capture: [], notices: list,
+  notifierId: sourceDc.toLowerCase(), domain: over.domain ?? 'pwsync.test', sourceDc, sentTimeMs: Date.now(), queued: 0, capture: [], notices: list, pending: [], pendingOmitted: 0, sealingKeyId: '',
 });
 const storedFor = async (prefix: string): Promise<number> => (await hub.registry.listNotices()).filter((n) => n.samAccountName.startsWith(prefix)).length;
 

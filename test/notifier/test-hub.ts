@@ -1,8 +1,9 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { keyringOf, open, privateRecipientFromPem } from '../../core/envelope.ts';
+import { keyringOf, open, parseHeader, privateRecipientFromPem } from '../../core/envelope.ts';
 import { generateRecipientKeys } from '../../core/keys.ts';
 import type { TlsMaterial } from '../../core/tls-gen.ts';
+import type { ReportRequest__Output } from '../../proto/generated/pwsync/v1/ReportRequest.ts';
 import { createHubServer, tlsOnlyServer, type ChangeAck, type HubServer } from '../../proto/channel.ts';
 
 /** What a test hub took: the change as it came, and the password it opened (test memory only). */
@@ -25,6 +26,12 @@ export class TestHub {
   begun = 0;
   finished = 0;
   delayMs = 0;
+  /** When set, Submit refuses a change sealed for its key as the hub does for a key it does not open (hub/ingest.ts). */
+  refuseOwnKey = false;
+  /** When set, the hub answers Report calls with these key ids; else Report is unimplemented (an older hub). */
+  reportKeyIds: string[] | undefined;
+  reports = 0;
+  lastReport: ReportRequest__Output | undefined;
   readonly publicKeyFile: string;
   port = 0;
   private server: HubServer | undefined;
@@ -33,6 +40,10 @@ export class TestHub {
   constructor(readonly name: string, dir: string, private readonly tls: TlsMaterial) {
     this.publicKeyFile = join(dir, `${name}.pub`);
     writeFileSync(this.publicKeyFile, this.keys.publicPem);
+  }
+
+  get keyId(): string {
+    return this.keys.keyId;
   }
 
   get address(): string {
@@ -48,6 +59,10 @@ export class TestHub {
         this.begun++;
         if (this.delayMs > 0) await new Promise((r) => setTimeout(r, this.delayMs));
         const acks: ChangeAck[] = req.changes.map((c) => {
+          if (this.refuseOwnKey) {
+            const keyId = parseHeader(c.sealedPassword).header.keyId.toString('hex');
+            return { changeId: c.changeId, status: 'REJECTED', reason: `sealed for key id ${keyId}, but this hub opens only 00000000000000000000000000000000: give the notifier the hub's current public key` };
+          }
           const { header, password } = open(c.sealedPassword, keyring);
           const ok = header.changeId.equals(c.changeId) && header.samAccountName === c.account?.samAccountName;
           this.received.push({
@@ -60,6 +75,13 @@ export class TestHub {
         this.finished++;
         return acks;
       },
+      ...(this.reportKeyIds ? {
+        report: async (req) => {
+          this.reports++;
+          this.lastReport = req;
+          return { hubTimeMs: Date.now(), storedNoticeIds: [], keyIds: this.reportKeyIds ?? [] };
+        },
+      } : {}),
     });
     this.port = this.server.port;
     return this;

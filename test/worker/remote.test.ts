@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { connect } from '@nats-io/transport-node';
@@ -104,6 +104,16 @@ test('a change reaches the target behind a connector worker that only connects o
   const sync = spawnPwsync(['status', '--config', lab.hubConfig, '--account', 'alice']);
   assert.equal(await sync.exited, 0, sync.stderr());
   assert.match(sync.stdout(), /alice\s+dmz-csv\s+in-sync/);
+});
+
+test('SIGHUP reopens the worker\'s log file (logrotate); the worker keeps applying set-operations', async () => {
+  const rotated = `${worker.log}.1`;
+  renameSync(worker.log, rotated);
+  workerProc!.proc.kill('SIGHUP');
+  await until('a new worker log after SIGHUP', 30_000, () => (existsSync(worker.log) && readFileSync(worker.log, 'utf8').includes('"msg":"log file reopened (SIGHUP)"') ? true : undefined), workerProc);
+  await arrivedAtWorker(new Map([['carol', await change('carol', 'after-hup')]]), 60_000);
+  assert.equal(workerProc!.proc.exitCode, null);
+  assert.doesNotMatch(readFileSync(rotated, 'utf8'), /log file reopened/);
 });
 
 test('while the worker is down the hub keeps the set-operations beyond the connector\'s retries; once it is back they arrive', async () => {

@@ -2,6 +2,7 @@
 
 import type { CaptureState as _pwsync_v1_CaptureState, CaptureState__Output as _pwsync_v1_CaptureState__Output } from '../../pwsync/v1/CaptureState.ts';
 import type { ScopeNotice as _pwsync_v1_ScopeNotice, ScopeNotice__Output as _pwsync_v1_ScopeNotice__Output } from '../../pwsync/v1/ScopeNotice.ts';
+import type { PendingChange as _pwsync_v1_PendingChange, PendingChange__Output as _pwsync_v1_PendingChange__Output } from '../../pwsync/v1/PendingChange.ts';
 import type { Long } from '@grpc/proto-loader';
 
 export interface ReportRequest {
@@ -28,6 +29,18 @@ export interface ReportRequest {
    * changes queued for this hub at the notifier
    */
   'queued'?: (number);
+  /**
+   * Which accounts those queued changes are for (the oldest first, at most 1,000); never an envelope.
+   */
+  'pending'?: (_pwsync_v1_PendingChange)[];
+  /**
+   * queued changes beyond the list
+   */
+  'pendingOmitted'?: (number);
+  /**
+   * hex key id of the public key the notifier seals for this hub
+   */
+  'sealingKeyId'?: (string);
 }
 
 export interface ReportRequest__Output {
@@ -54,4 +67,16 @@ export interface ReportRequest__Output {
    * changes queued for this hub at the notifier
    */
   'queued': (number);
+  /**
+   * Which accounts those queued changes are for (the oldest first, at most 1,000); never an envelope.
+   */
+  'pending': (_pwsync_v1_PendingChange__Output)[];
+  /**
+   * queued changes beyond the list
+   */
+  'pendingOmitted': (number);
+  /**
+   * hex key id of the public key the notifier seals for this hub
+   */
+  'sealingKeyId': (string);
 }

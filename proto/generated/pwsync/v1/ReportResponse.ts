@@ -8,6 +8,11 @@ export interface ReportResponse {
    * notices stored durably: the notifier may forget them
    */
   'storedNoticeIds'?: (Buffer | Uint8Array | string)[];
+  /**
+   * Hex ids of the keys this hub opens sealed passwords with: the current one first, then retired
+   * ones it still opens. A notifier sealing for none of them holds its changes (event 6987).
+   */
+  'keyIds'?: (string)[];
 }
 
 export interface ReportResponse__Output {
@@ -16,4 +21,9 @@ export interface ReportResponse__Output {
    * notices stored durably: the notifier may forget them
    */
   'storedNoticeIds': (Buffer)[];
+  /**
+   * Hex ids of the keys this hub opens sealed passwords with: the current one first, then retired
+   * ones it still opens. A notifier sealing for none of them holds its changes (event 6987).
+   */
+  'keyIds': (string)[];
 }
