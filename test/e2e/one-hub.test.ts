@@ -163,9 +163,9 @@ test('`pwsync retry` takes a retrying operation (no need to wait for its next tr
   await hook('carol', testPassword('carol-3'), now);
   await opWith('carol\'s newest change applied', 'carol', 'slow', (o) => o.changeTime === now && o.state === 'successful');
   await hook('carol', testPassword('carol-old'), now - 60_000);
-  const stale = await opWith('the older change superseded', 'carol', 'slow', (o) => o.changeTime === now - 60_000 && o.state === 'failed');
+  const stale = await opWith('the older change superseded', 'carol', 'slow', (o) => o.changeTime === now - 60_000 && o.state === 'superseded');
   assert.equal(stale.eventId, 6919);
   const superseded = spawnPwsync(['retry', '--config', lab.hubConfig, stale.opId]);
   assert.equal(await superseded.exited, 2);
-  assert.match(superseded.stderr(), /superseded \(6919\): a newer change for the same object was applied/);
+  assert.match(superseded.stderr(), /superseded by a newer change for the same object \(6919\): there is nothing to retry/);
 });
