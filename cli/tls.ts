@@ -28,6 +28,16 @@ function readCaFile(file: string): string {
   }
 }
 
+/** A certificate issued by the CA in `caDir` (ca.pem and ca.key of `tls generate`); what it refuses is a usage error. */
+async function issueFrom<T>(caDir: string, issue: (ca: { caCertPem: string; caKeyPem: string }) => Promise<T>): Promise<T> {
+  const ca = { caCertPem: readCaFile(join(caDir, 'ca.pem')), caKeyPem: readCaFile(join(caDir, 'ca.key')) };
+  try {
+    return await issue(ca);
+  } catch (e) {
+    throw new UsageError(describeError(e), { cause: e });
+  }
+}
+
 /** `pwsync tls`: TLS material for a hub's gRPC listener and its notifiers, from one private CA. */
 export function register(program: Command): void {
   const tls = program.command('tls').description('TLS material for the hub\'s gRPC listener and the notifiers\' client certificates.');
@@ -68,14 +78,7 @@ export function register(program: Command): void {
     .option('--days <n>', 'how long the certificate is valid', '825')
     .action(async (opts: { caDir: string; host: string[]; out: string; days: string }, cmd: Command) => {
       const days = daysOf(opts.days);
-      const caCertPem = readCaFile(join(opts.caDir, 'ca.pem'));
-      const caKeyPem = readCaFile(join(opts.caDir, 'ca.key'));
-      let issued: { certPem: string; keyPem: string };
-      try {
-        issued = await issueHubCertificate({ caCertPem, caKeyPem, hosts: opts.host, days });
-      } catch (e) {
-        throw new UsageError(describeError(e), { cause: e });
-      }
+      const issued = await issueFrom(opts.caDir, (ca) => issueHubCertificate({ ...ca, hosts: opts.host, days }));
       mkdirSync(opts.out, { recursive: true, mode: 0o700 });
       const cert = join(opts.out, 'hub.crt');
       const key = join(opts.out, 'hub.key');
@@ -98,14 +101,7 @@ export function register(program: Command): void {
     .option('--force', 'replace existing files (renewal)', false)
     .action(async (opts: { caDir: string; dc: string; out: string; days: string; force: boolean }, cmd: Command) => {
       const days = daysOf(opts.days);
-      const caCertPem = readCaFile(join(opts.caDir, 'ca.pem'));
-      const caKeyPem = readCaFile(join(opts.caDir, 'ca.key'));
-      let issued: { certPem: string; keyPem: string };
-      try {
-        issued = await issueClientCertificate({ caCertPem, caKeyPem, dc: opts.dc, days });
-      } catch (e) {
-        throw new UsageError(describeError(e), { cause: e });
-      }
+      const issued = await issueFrom(opts.caDir, (ca) => issueClientCertificate({ ...ca, dc: opts.dc, days }));
       const dc = opts.dc.trim().toLowerCase();
       mkdirSync(opts.out, { recursive: true, mode: 0o700 });
       const cert = join(opts.out, `${dc}.crt`);
