@@ -6,7 +6,7 @@ import { describeError, UsageError } from '../core/errors.ts';
 import type { WorkerBus } from '../core/worker-bus.ts';
 import { EVENTS, isEventId } from '../core/events.ts';
 import { createLogger, silentLogger } from '../core/log.ts';
-import { parseDuration } from '../config/schema.ts';
+import { parseDuration } from '../core/duration.ts';
 import { loadHubConfig, type LoadedHubConfig } from '../config/load.ts';
 import { describePending, failedMatching, latestOf, pendingAtDcs, queryStatus, requeueOperation, retryOperation, showsFailure, withPending, type LatestApplied, type RetryFilter } from '../hub/admin.ts';
 import { AuditTrail, localActor } from '../hub/audit.ts';

@@ -4,7 +4,7 @@ import { UsageError } from '../core/errors.ts';
 import type { Logger } from '../core/log.ts';
 import { configLocation } from './load.ts';
 import type { HubConfig } from './schema.ts';
-import { resolveSecret } from './secret-ref.ts';
+import { resolveSecret } from '../core/secret-ref.ts';
 
 /**
  * The NATS broker's options from a loaded hub (or connector worker) configuration with `broker.kind: nats`: the CA and

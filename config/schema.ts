@@ -1,5 +1,7 @@
 import { Type, type Static, type StaticDecode, type TSchema } from '@sinclair/typebox';
 import { CONNECTION_SCHEMAS, CONNECTOR_KINDS } from '../connectors/kinds-schema.ts';
+import { DURATION, formatDuration, parseDuration } from '../core/duration.ts';
+import { SecretRef } from '../core/secret-ref.ts';
 
 /**
  * The one schema of pwsync's YAML. TypeScript types (Static / StaticDecode), the JSON Schema that
@@ -8,19 +10,6 @@ import { CONNECTION_SCHEMAS, CONNECTOR_KINDS } from '../connectors/kinds-schema.
  * milliseconds.
  */
 
-const DURATION = /^(\d+)(ms|s|m|h|d)$/;
-const UNIT_MS = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
-
-export function parseDuration(s: string): number {
-  const m = DURATION.exec(s);
-  if (!m) throw new Error(`not a duration: ${s}`);
-  return Number(m[1]) * UNIT_MS[m[2] as keyof typeof UNIT_MS];
-}
-
-function formatDuration(ms: number): string {
-  for (const u of ['d', 'h', 'm', 's'] as const) if (ms % UNIT_MS[u] === 0) return `${ms / UNIT_MS[u]}${u}`;
-  return `${ms}ms`;
-}
 
 const Duration = (dflt: string | undefined, description: string) => Type.Transform(
   Type.String({ pattern: DURATION.source, description: `${description} A duration such as 500ms, 60s, 5m, 72h.`, ...(dflt ? { default: dflt } : {}) }),
@@ -38,11 +27,6 @@ const HostPort = (dflt: string | undefined, description: string) => Type.String(
 });
 
 /** A secret in the YAML is never inline: it names a file or an environment variable. */
-export const SecretRef = Type.Union([
-  Type.Object({ fromFile: Path('A file holding the secret (mode 0600); a trailing newline is dropped.') }, { additionalProperties: false }),
-  Type.Object({ fromEnv: Type.String({ pattern: '^[A-Za-z_][A-Za-z0-9_]*$', description: 'An environment variable holding the secret.' }) }, { additionalProperties: false }),
-], { description: 'Where a secret comes from: {fromFile: PATH} or {fromEnv: NAME}; never inline.' });
-export type SecretRef = Static<typeof SecretRef>;
 
 const LogSchema = Type.Object({
   level: Type.Union((['trace', 'debug', 'info', 'warn', 'error', 'fatal'] as const).map((l) => Type.Literal(l)), { default: 'info', description: 'Least severe level written.' }),

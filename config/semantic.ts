@@ -2,7 +2,8 @@ import path from 'node:path';
 import { controlCharacterIn } from '../core/identifiers.ts';
 import { allowedCharactersPattern } from '../core/policy.ts';
 import { isWindowsPipe } from './paths.ts';
-import { parseDuration, UNAUTHENTICATED_CALLERS } from './schema.ts';
+import { parseDuration } from '../core/duration.ts';
+import { UNAUTHENTICATED_CALLERS } from './schema.ts';
 import { pathText, type ConfigIssue, type ConfigPath } from './issues.ts';
 import type { YamlSource } from './source.ts';
 

@@ -1,4 +1,5 @@
 import { Type, type Static, type TObject } from '@sinclair/typebox';
+import { SecretRef } from '../core/secret-ref.ts';
 
 /**
  * The `connection:` settings of each connector kind, as data: config/schema.ts composes them so
@@ -44,18 +45,13 @@ export const DsmlConnection = Type.Object({
   anchor: anchor('dn'),
 }, { additionalProperties: false, description: 'A DSML v2 file (batchResponse/searchResponse entries); the anchor is the DN unless set.' });
 
-/** The same shape as config/schema.ts SecretRef (which imports this file, so it cannot be imported here). */
-const secretRef = Type.Union([
-  Type.Object({ fromFile: Type.String({ minLength: 1, description: 'A file holding the secret (mode 0600); a trailing newline is dropped. Relative paths are relative to the YAML file.' }) }, { additionalProperties: false }),
-  Type.Object({ fromEnv: Type.String({ pattern: '^[A-Za-z_][A-Za-z0-9_]*$', description: 'An environment variable holding the secret.' }) }, { additionalProperties: false }),
-], { description: 'Where a secret comes from: {fromFile: PATH} or {fromEnv: NAME}; never inline.' });
 export const LdapConnection = Type.Object({
   url: Type.String({ pattern: '^ldaps?://', description: 'ldaps://host:636, or ldap://host:389 with startTls: true. A plain ldap:// URL is refused (event 6951) before anything is sent.' }),
   startTls: Type.Boolean({ default: false, description: 'Upgrade an ldap:// connection with StartTLS before binding.' }),
   ca: Type.String({ minLength: 1, description: 'The CA that signed the directory\'s certificate (PEM); always verified. Relative paths are relative to the YAML file.' }),
   serverName: Type.Optional(Type.String({ minLength: 1, description: 'The name to verify in the directory\'s certificate when it differs from the URL host.' })),
   bindDn: Type.String({ minLength: 1, description: 'The service account: `write` on userPassword only. Never the rootDN or a `manage` holder: those bypass the password policy.' }),
-  password: secretRef,
+  password: SecretRef,
   baseDn: Type.String({ minLength: 1, description: 'Where the people are: joins search the subtree below it.' }),
   filter: Type.String({ minLength: 3, default: '(objectClass=inetOrgPerson)', description: 'Which entries under baseDn are objects of this connector.' }),
   attributes: Type.Array(Type.String({ minLength: 1 }), { default: ['uid', 'mail', 'cn'], description: 'Attributes read for joins; `dn` is always there.' }),
@@ -90,7 +86,7 @@ export const SqlConnection = Type.Object({
   port: Type.Optional(Type.Integer({ minimum: 1, maximum: 65535, description: 'The server\'s port; default: the dialect\'s usual one (PostgreSQL 5432, MariaDB 3306…).' })),
   database: Type.String({ minLength: 1, description: 'The database to connect to.' }),
   user: Type.String({ minLength: 1, description: 'The service account: the least privilege the README names for the dialect (PostgreSQL login mode: CREATEROLE, not superuser; table mode: UPDATE on the table).' }),
-  password: secretRef,
+  password: SecretRef,
   tls: Type.Object({
     ca: Type.Optional(Type.String({ minLength: 1, description: 'The CA that signed the server\'s certificate (PEM); default: the system\'s CAs. Relative paths are relative to the YAML file.' })),
     serverName: Type.Optional(Type.String({ minLength: 1, description: 'The name to verify in the server\'s certificate when it differs from host.' })),

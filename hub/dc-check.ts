@@ -1,6 +1,6 @@
 import path from 'node:path';
 import type { DomainConfig } from '../config/schema.ts';
-import { resolveSecret } from '../config/secret-ref.ts';
+import { resolveSecret } from '../core/secret-ref.ts';
 import { describeError, UsageError } from '../core/errors.ts';
 import { EVENTS } from '../core/events.ts';
 import {

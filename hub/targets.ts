@@ -12,7 +12,7 @@ import type { ExtensionEnv, PasswordExtension } from '../core/extension.ts';
 import { PwsyncError, UsageError } from '../core/errors.ts';
 import { loadExtension } from '../extensions/loader.ts';
 import type { ConnectorConfig } from '../config/schema.ts';
-import { resolveSecret } from '../config/secret-ref.ts';
+import { resolveSecret } from '../core/secret-ref.ts';
 import { ConnectorJoins } from './joins.ts';
 
 export const opsSubject = (connector: string): string => `ops.${subjectToken(connector)}`;

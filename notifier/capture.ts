@@ -8,7 +8,7 @@ import type { AccountRef } from '../core/extension.ts';
 import type { Logger } from '../core/log.ts';
 import type { Secret } from '../core/secret.ts';
 import { logEvent } from './event-log.ts';
-import { HookProtocolError, type HookChange } from './hook-protocol.ts';
+import { HookProtocolError, type HookChange, type SealedCapture } from './hook-protocol.ts';
 import type { KeyHold } from './key-hold.ts';
 import { encodeNotice, noticeSubject } from './notice.ts';
 import type { PendingIndex } from './pending.ts';
@@ -35,22 +35,6 @@ export interface CaptureTarget {
   recipient: RecipientKey;
   /** Holds the target's changes while the hub does not open its key (notifier/key-hold.ts). */
   keyHold?: KeyHold;
-}
-
-/** A change sealed by its capturer: no password, one envelope per hub key. */
-export interface SealedCapture {
-  account: AccountRef;
-  changeTime: number;
-  /** 16 bytes, bound into every envelope. */
-  changeId: Buffer;
-  /**
-   * Which version of the account's password this is (Samba: objectGUID + msDS-KeyVersionNumber).
-   * A version not newer than one already captured is a replay or not a password change: dropped.
-   */
-  version?: { objectGuid: string; kvno: number };
-  /** Remember the version only, send nothing (the first run's baseline). */
-  baseline?: boolean;
-  envelopes: Buffer[];
 }
 
 /**

@@ -1,6 +1,6 @@
 import { createConnection, type Socket } from 'node:net';
 import type { Secret } from '../core/secret.ts';
-import type { SealedCapture } from './capture.ts';
+import type { SealedCapture } from './hook-protocol.ts';
 import { encodeHookHeader, encodeSealedRequest, MAX_PASSWORD_BYTES, MAX_REPLY_BYTES, parseHookReply } from './hook-protocol.ts';
 
 /**

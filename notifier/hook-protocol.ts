@@ -1,7 +1,6 @@
 import type { AccountRef } from '../core/extension.ts';
 import { MAX_FIELD_BYTES } from '../core/envelope.ts';
 import { controlCharacterIn } from '../core/identifiers.ts';
-import type { SealedCapture } from './capture.ts';
 
 /**
  * The hook's wire format on the local socket (a Unix socket, or on Windows a named pipe): one request
@@ -56,6 +55,22 @@ export interface HookChange {
 
 export interface HookHeader extends HookChange {
   passwordBytes: number;
+}
+
+/** A change sealed by its capturer: no password, one envelope per hub key. */
+export interface SealedCapture {
+  account: AccountRef;
+  changeTime: number;
+  /** 16 bytes, bound into every envelope. */
+  changeId: Buffer;
+  /**
+   * Which version of the account's password this is (Samba: objectGUID + msDS-KeyVersionNumber).
+   * A version not newer than one already captured is a replay or not a password change: dropped.
+   */
+  version?: { objectGuid: string; kvno: number };
+  /** Remember the version only, send nothing (the first run's baseline). */
+  baseline?: boolean;
+  envelopes: Buffer[];
 }
 
 /** A sealed request's header: the change without its envelopes, and their sizes in order. */

@@ -5,7 +5,7 @@ import { dirname } from 'node:path';
 import type { Logger } from '../core/log.ts';
 import { describeError } from '../core/errors.ts';
 import { Secret } from '../core/secret.ts';
-import type { SealedCapture } from './capture.ts';
+import type { SealedCapture } from './hook-protocol.ts';
 import {
   encodeHookReply, HookProtocolError, MAX_HEADER_BYTES, parseHookRequest,
   type HookChange, type HookReply, type HookRequest,

@@ -1,6 +1,6 @@
 import path from 'node:path';
 import type { NotifierConfig } from '../config/schema.ts';
-import { resolveSecret } from '../config/secret-ref.ts';
+import { resolveSecret } from '../core/secret-ref.ts';
 import { describeError, UsageError } from '../core/errors.ts';
 import type { AccountRef } from '../core/extension.ts';
 import {

@@ -18,6 +18,8 @@ if ! ldd node_modules/kerberos/build/Release/kerberos.node | grep -q libkrb5; th
   npm rebuild kerberos
 fi
 npx tsc --noEmit -p tsconfig.json
+# The folder rules of ARCHITECTURE.md (who may import what, no import cycles): .dependency-cruiser.cjs.
+npm run --silent check:imports
 export PWSYNC_TEST_ROOT="${PWSYNC_TEST_ROOT:-$(mktemp -d /tmp/pwsync-test.XXXXXX)}"
 mkdir -p "$PWSYNC_TEST_ROOT"
 echo "test run writes under $PWSYNC_TEST_ROOT"

@@ -1,6 +1,6 @@
 import { Attribute, Change, PasswordPolicyControl, type Client, type Filter, type PasswordPolicyValue } from 'ldapts';
-import { parseDuration } from '../../config/schema.ts';
-import { resolveSecret } from '../../config/secret-ref.ts';
+import { parseDuration } from '../../core/duration.ts';
+import { resolveSecret } from '../../core/secret-ref.ts';
 import { PwsyncError, UsageError } from '../../core/errors.ts';
 import { ObjectNotFoundError, type OperationContext, type TargetObject } from '../../core/extension.ts';
 import {

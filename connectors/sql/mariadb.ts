@@ -3,7 +3,8 @@ import * as mariadb from 'mariadb';
 import { describeError, PwsyncError, UsageError } from '../../core/errors.ts';
 import { ObjectNotFoundError, PolicyViolationError, TargetUnavailableError } from '../../core/extension.ts';
 import type { Secret } from '../../core/secret.ts';
-import { bindNamed, type BoundStatement, type SqlLexis } from './params.ts';
+import type { SqlLexis } from '../../core/sql-params.ts';
+import { bindNamed, type BoundStatement } from './params.ts';
 
 /** The session's sql_mode keeps backslash escapes, and `#` starts a comment. */
 const MARIADB_LEXIS: SqlLexis = { backslashEscapes: true, hashComments: true };

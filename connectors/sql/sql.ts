@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
-import { parseDuration } from '../../config/schema.ts';
-import { resolveSecret } from '../../config/secret-ref.ts';
+import { parseDuration } from '../../core/duration.ts';
+import { resolveSecret } from '../../core/secret-ref.ts';
 import { describeError, PwsyncError, UsageError } from '../../core/errors.ts';
 import type { ExtensionConnection, TargetObject } from '../../core/extension.ts';
 import type {

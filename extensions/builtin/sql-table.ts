@@ -1,6 +1,6 @@
 import { PwsyncError } from '../../core/errors.ts';
 import { ObjectNotFoundError, type ExtensionConnection, type SqlStatements } from '../../core/extension.ts';
-import { paramNames } from '../../connectors/sql/params.ts';
+import { paramNames } from '../../core/sql-params.ts';
 import { defineExtension } from '../sdk/mod.ts';
 import { hashFromSettings, type HashFn } from './password-hash.ts';
 import { attributeOf } from './sql-login.ts';

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { recipientFromPem, seal, type Binding, type RecipientKey } from '../../core/envelope.ts';
 import type { AccountRef } from '../../core/extension.ts';
-import type { SealedCapture } from '../capture.ts';
+import type { SealedCapture } from '../hook-protocol.ts';
 import { sendSealedChange } from '../hook-client.ts';
 import { readCaptureConfig, type CaptureScriptConfig } from './capture-config.ts';
 import { parseSyncLdif, type SyncObject } from './ldif.ts';

@@ -5,7 +5,8 @@ import { test } from 'node:test';
 import { TransformKind } from '@sinclair/typebox';
 import { PATTERN_FIXES } from '../../config/explain.ts';
 import { renderSchemas } from '../../config/gen-schema.ts';
-import { CONNECTION_SCHEMAS, HubSchema, NotifierSchema, SecretRef } from '../../config/schema.ts';
+import { CONNECTION_SCHEMAS, HubSchema, NotifierSchema } from '../../config/schema.ts';
+import { SecretRef } from '../../core/secret-ref.ts';
 import { CONNECTOR_KINDS } from '../../connectors/kinds-schema.ts';
 
 const SCHEMA_DIR = fileURLToPath(new URL('../../config/schema/', import.meta.url));

@@ -3,7 +3,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { after, test } from 'node:test';
 import { configLocation, loadHubConfig } from '../../config/load.ts';
-import { resolveSecret } from '../../config/secret-ref.ts';
+import { resolveSecret } from '../../core/secret-ref.ts';
 import { TEST_PASSWORD_PREFIX } from '../lib/passwords.ts';
 import { HUB_HEAD, csvConnector, tempDir, write } from './helpers.ts';
 
@@ -91,7 +91,7 @@ test('a FIFO named as a secret file is refused at once, without waiting for a wr
   const fifo = path.join(dir, 'secret.fifo');
   execFileSync('mkfifo', ['-m', '600', fifo]);
   // resolveSecret reads synchronously: run it in a child, so a blocking open fails the test instead of hanging it.
-  const secretRef = new URL('../../config/secret-ref.ts', import.meta.url).href;
+  const secretRef = new URL('../../core/secret-ref.ts', import.meta.url).href;
   const script = `import { resolveSecret } from ${JSON.stringify(secretRef)};
 try { resolveSecret({ fromFile: ${JSON.stringify(fifo)} }, 'hub.yaml:1:1: s', '/'); console.log('read'); } catch (e) { console.log(e.message); }`;
   const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { encoding: 'utf8', timeout: 60_000 });

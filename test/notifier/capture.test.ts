@@ -8,7 +8,8 @@ import { keyringOf, open, privateRecipientFromPem, recipientFromPem, seal, type 
 import type { AccountRef } from '../../core/extension.ts';
 import { generateRecipientKeys } from '../../core/keys.ts';
 import { Secret } from '../../core/secret.ts';
-import { createCapture, holdSubject, type Capture, type SealedCapture } from '../../notifier/capture.ts';
+import { createCapture, holdSubject, type Capture } from '../../notifier/capture.ts';
+import type { SealedCapture } from '../../notifier/hook-protocol.ts';
 import { HookProtocolError } from '../../notifier/hook-protocol.ts';
 import { decodeNotice, noticeConsumer, noticeSubject } from '../../notifier/notice.ts';
 import { decodeQueuedChange, deliverConsumer, deliverSubject } from '../../notifier/queued-change.ts';

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { bindNamed, paramNames, scanParams } from '../../connectors/sql/params.ts';
+import { bindNamed } from '../../connectors/sql/params.ts';
+import { paramNames, scanParams } from '../../core/sql-params.ts';
 
 test('params: :name becomes each driver\'s placeholder, values in order', () => {
   const sql = 'UPDATE t SET h = :hash WHERE login = :login AND realm = :realm';

@@ -3,7 +3,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { resolveSecret } from '../../config/secret-ref.ts';
+import { resolveSecret } from '../../core/secret-ref.ts';
 import type { Connector, ExtensionHost, IncrementalObjectSource, ObjectSource } from '../../connectors/contract.ts';
 import { createConnector } from '../../connectors/registry.ts';
 import { isValidScramVerifier, scramSha256Verifier } from '../../connectors/sql/scram.ts';

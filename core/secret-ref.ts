@@ -1,9 +1,16 @@
 import fs from 'node:fs';
 import path from 'node:path';
+import { Type, type Static } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
-import { UsageError } from '../core/errors.ts';
-import { Secret } from '../core/secret.ts';
-import { SecretRef } from './schema.ts';
+import { UsageError } from './errors.ts';
+import { Secret } from './secret.ts';
+
+/** The YAML shape of a secret, shared by the config schema and the connectors' connection schemas. */
+export const SecretRef = Type.Union([
+  Type.Object({ fromFile: Type.String({ minLength: 1, description: 'A file holding the secret (mode 0600); a trailing newline is dropped. Relative paths are relative to the YAML file.' }) }, { additionalProperties: false }),
+  Type.Object({ fromEnv: Type.String({ pattern: '^[A-Za-z_][A-Za-z0-9_]*$', description: 'An environment variable holding the secret.' }) }, { additionalProperties: false }),
+], { description: 'Where a secret comes from: {fromFile: PATH} or {fromEnv: NAME}; never inline.' });
+export type SecretRef = Static<typeof SecretRef>;
 
 /** Larger than any credential; a bigger file is the wrong file. */
 const MAX_SECRET_BYTES = 64 * 1024;
