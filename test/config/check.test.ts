@@ -3,12 +3,10 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { Command } from 'commander';
-import { register } from '../../cli/config.ts';
 import { MAX_CONFIG_BYTES } from '../../config/load.ts';
 import { generateRecipientKeys } from '../../core/keys.ts';
 import { generateTlsMaterial, type TlsMaterial } from '../../core/tls-gen.ts';
-import { HUB_HEAD, NOTIFIER_HEAD, csvConnector, issuesOf, target, tempDir, write } from './helpers.ts';
+import { HUB_HEAD, NOTIFIER_HEAD, csvConnector, issuesOf, target, tempDir, write, runConfigCheck as run } from './helpers.ts';
 
 /**
  * `pwsync config check` finds what the hub refuses at start, and cannot be hung or made to write
@@ -25,21 +23,6 @@ before(async () => {
   write(dir, 'tls.key', tls.keyPem);
   write(dir, 'k1.pem', generateRecipientKeys().privatePem);
 });
-
-/** Runs `pwsync config check ARGS…` in-process; returns what it wrote and the exit code it set. */
-async function run(...args: string[]): Promise<{ out: string[]; err: string[]; code: number }> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const program = new Command('pwsync').exitOverride();
-  register(program, { out: (l) => out.push(l), err: (l) => err.push(l) });
-  const before = process.exitCode;
-  try {
-    await program.parseAsync(['config', 'check', ...args], { from: 'user' });
-    return { out, err, code: typeof process.exitCode === 'number' ? process.exitCode : 0 };
-  } finally {
-    process.exitCode = before;
-  }
-}
 
 /** Checks a YAML written to a fresh file in the test folder. */
 async function checkYaml(yaml: string, ...args: string[]): Promise<{ file: string; out: string[]; err: string[]; code: number }> {

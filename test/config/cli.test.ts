@@ -2,28 +2,11 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, test } from 'node:test';
-import { Command } from 'commander';
-import { register } from '../../cli/config.ts';
-import { HUB_HEAD, NOTIFIER_HEAD, csvConnector, target, tempDir, write } from './helpers.ts';
+import { HUB_HEAD, NOTIFIER_HEAD, csvConnector, target, tempDir, write, runConfigCheck as run } from './helpers.ts';
 
 const EXAMPLES = fileURLToPath(new URL('../../config/examples/', import.meta.url));
 const { dir, cleanup } = tempDir();
 after(cleanup);
-
-/** Runs `pwsync config check ARGS…` in-process; returns what it wrote and the exit code it set. */
-async function run(...args: string[]): Promise<{ out: string[]; err: string[]; code: number }> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const program = new Command('pwsync').exitOverride();
-  register(program, { out: (l) => out.push(l), err: (l) => err.push(l) });
-  const before = process.exitCode;
-  try {
-    await program.parseAsync(['config', 'check', ...args], { from: 'user' });
-    return { out, err, code: typeof process.exitCode === 'number' ? process.exitCode : 0 };
-  } finally {
-    process.exitCode = before;
-  }
-}
 
 test('config check: a good hub file', async () => {
   const file = path.join(EXAMPLES, 'hub.yaml');

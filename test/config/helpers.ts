@@ -2,6 +2,8 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { Command } from 'commander';
+import { register } from '../../cli/config.ts';
 import { ConfigError, type ConfigIssue } from '../../config/issues.ts';
 import { loadHubConfig, loadNotifierConfig, type LoadOptions } from '../../config/load.ts';
 
@@ -95,4 +97,19 @@ export function target(name: string): string {
       ca: ca.crt
     publicKey: hub1.pub
 `;
+}
+
+/** Runs `pwsync config check ARGS…` in-process; returns what it wrote and the exit code it set. */
+export async function runConfigCheck(...args: string[]): Promise<{ out: string[]; err: string[]; code: number }> {
+  const out: string[] = [];
+  const err: string[] = [];
+  const program = new Command('pwsync').exitOverride();
+  register(program, { out: (l) => out.push(l), err: (l) => err.push(l) });
+  const before = process.exitCode;
+  try {
+    await program.parseAsync(['config', 'check', ...args], { from: 'user' });
+    return { out, err, code: typeof process.exitCode === 'number' ? process.exitCode : 0 };
+  } finally {
+    process.exitCode = before;
+  }
 }
